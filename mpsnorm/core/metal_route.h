@@ -1,0 +1,36 @@
+/*
+ * metal_route.h -- how a validated call reaches the Metal backend: the
+ * capability check (what MPS cannot do runs on the CPU), staging of strided
+ * tensors into the contiguous batches objc/ uploads, and the batch sum of
+ * the per-image gamma/beta gradients. Plain C, built and tested everywhere.
+ */
+#ifndef MPSNORM_CORE_METAL_ROUTE_H
+#define MPSNORM_CORE_METAL_ROUTE_H
+
+#include "backend.h"
+
+/*
+ * MPSNORM_OK if Metal can run this LCN case, else MPSNORM_ERR_UNSUPPORTED
+ * with the reason in message (float64 data; kernel_width != kernel_height,
+ * which MPS documents as required to be equal).
+ */
+int mpsnorm_metal_supports_lcn(const mpsnorm_lcn_params *params, const mpsnorm_tensor *x,
+                               char *message, size_t size);
+/* Same for instance normalization (float64 data). */
+int mpsnorm_metal_supports_inorm(const mpsnorm_inorm_params *params, const mpsnorm_tensor *x,
+                                 char *message, size_t size);
+
+/*
+ * Run a validated, non-empty call on Metal. dy is NULL for the forward.
+ * Returns MPSNORM_ERR_UNSUPPORTED (nothing written) when the capability
+ * check refuses the case, so the dispatcher may fall back to the CPU.
+ */
+int mpsnorm_metal_route_lcn(mpsnorm_metal_cache *cache, const mpsnorm_lcn_params *params,
+                            const mpsnorm_tensor *dy, const mpsnorm_tensor *x,
+                            const mpsnorm_tensor *out, char *message, size_t size);
+int mpsnorm_metal_route_inorm(mpsnorm_metal_cache *cache, const mpsnorm_inorm_params *params,
+                              const mpsnorm_tensor *dy, const mpsnorm_tensor *x,
+                              const mpsnorm_tensor *out, const mpsnorm_vector *dgamma,
+                              const mpsnorm_vector *dbeta, char *message, size_t size);
+
+#endif /* MPSNORM_CORE_METAL_ROUTE_H */
