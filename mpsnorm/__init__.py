@@ -1,0 +1,24 @@
+"""mpsnorm: local contrast and instance normalization, with their gradients,
+as Apple's Metal Performance Shaders define them, on Metal or portable C.
+
+Importing mpsnorm does not import NumPy; it is imported the first time a
+kernel allocates an output array.
+"""
+from mpsnorm._backend import backends
+from mpsnorm._instance_norm import InstanceNormalization, InstanceNormalizationGradient
+from mpsnorm._lcn import LocalContrastNormalization, LocalContrastNormalizationGradient
+from mpsnorm._threads import get_num_threads, set_num_threads
+from mpsnorm._version import __version__
+from mpsnorm.errors import MPSNormError
+
+__all__ = [
+    "InstanceNormalization",
+    "InstanceNormalizationGradient",
+    "LocalContrastNormalization",
+    "LocalContrastNormalizationGradient",
+    "MPSNormError",
+    "backends",
+    "get_num_threads",
+    "set_num_threads",
+    "__version__",
+]

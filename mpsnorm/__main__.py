@@ -1,0 +1,26 @@
+"""python -m mpsnorm: what this installation has, then a self-check of both
+gradient kernels against finite differences (exit status 1 on any failure)."""
+import sys
+
+import mpsnorm
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0
+    if argv:
+        print(f"python -m mpsnorm: unknown arguments {' '.join(argv)!r}", file=sys.stderr)
+        return 2
+    from mpsnorm import selfcheck
+
+    print(f"mpsnorm {mpsnorm.__version__}")
+    print(f"backends: {', '.join(mpsnorm.backends())}")
+    print(f"threads: {mpsnorm.get_num_threads()}")
+    print()
+    return 0 if selfcheck.run() else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+# cython: language_level=3
+"""Backends: which exist here, and engines bound to one of them."""
+from mpsnorm._status cimport check_status
+from mpsnorm.libmpsnorm cimport *
+
+cdef dict BACKEND_CODES = {"auto": MPSNORM_BACKEND_AUTO, "cpu": MPSNORM_BACKEND_CPU,
+                           "metal": MPSNORM_BACKEND_METAL}
+
+
+def backends():
+    """The backends usable on this machine, preferred first: ("metal", "cpu") or ("cpu",)."""
+    return tuple(name for name in ("metal", "cpu")
+                 if mpsnorm_backend_available(BACKEND_CODES[name]))
+
+
+def library_version():
+    """The version of the C library this module runs."""
+    return mpsnorm_version().decode("ascii")
+
+
+cdef str backend_name(int backend):
+    return mpsnorm_backend_name(backend).decode("ascii")
+
+
+cdef mpsnorm_engine *create_engine(object backend, str where) except NULL:
+    cdef mpsnorm_engine *engine = NULL
+    code = BACKEND_CODES.get(backend) if isinstance(backend, str) else None
+    if code is None:
+        raise ValueError(f"{where}: backend must be 'auto', 'cpu' or 'metal', got {backend!r}")
+    status = mpsnorm_engine_create(code, &engine)
+    if status == MPSNORM_ERR_BACKEND_UNAVAILABLE:
+        raise ValueError(f"{where}: backend {backend!r} is not available here; usable "
+                         f"backends: {backends()}")
+    check_status(status, NULL, where)
+    return engine

@@ -1,0 +1,227 @@
+# cython: language_level=3
+"""Instance normalization (MPSCNNInstanceNormalization) and its gradient
+(MPSCNNInstanceNormalizationGradient) as Python objects."""
+import array
+
+from libc.string cimport memset
+
+from mpsnorm._backend cimport backend_name, create_engine
+from mpsnorm._parameters cimport to_float32, to_float32_bytes, to_int64
+from mpsnorm._status cimport check_status
+from mpsnorm._tensor cimport *
+from mpsnorm.libmpsnorm cimport *
+
+
+cdef class _InstanceNormKernel:
+    """Channel count, gamma, beta, epsilon, backend and layout."""
+    cdef int64_t num_channels_value
+    cdef float epsilon_value
+    # Immutable float32 bytes, or None for the default; a call keeps its own
+    # reference, so replacing them never frees memory a running call reads.
+    cdef bytes gamma_bytes
+    cdef bytes beta_bytes
+    cdef mpsnorm_engine *engine
+    cdef Layout _layout
+    cdef object _last_backend
+
+    cdef int _setup(self, num_channels, gamma, beta, epsilon, layout, backend) except -1:
+        where = type(self).__name__
+        count = to_int64(num_channels, "num_channels", where)
+        if count < 1:
+            raise ValueError(f"{where}: num_channels must be >= 1, got {num_channels!r}")
+        self.num_channels_value = count
+        self._check_and_store(self._channel_values(gamma, "gamma", count),
+                              self._channel_values(beta, "beta", count),
+                              to_float32(epsilon, "epsilon", where))
+        cdef Layout parsed_layout = parse_layout(layout, where)
+        if self.engine != NULL:  # __init__ called again
+            mpsnorm_engine_free(self.engine)
+            self.engine = NULL
+        self.engine = create_engine(backend, where)
+        self._layout = parsed_layout
+        self._last_backend = None
+        return 0
+
+    cdef bytes _channel_values(self, values, str name, int64_t count):
+        if values is None:
+            return None
+        return to_float32_bytes(values, count, name, type(self).__name__)
+
+    def __dealloc__(self):
+        if self.engine != NULL:
+            mpsnorm_engine_free(self.engine)
+            self.engine = NULL
+
+    cdef int _require_engine(self) except -1:
+        if self.engine == NULL:
+            raise ValueError(f"{type(self).__name__}: the object was not initialized")
+        return 0
+
+    cdef mpsnorm_inorm_params _params(self, bytes gamma_bytes, bytes beta_bytes):
+        """The C parameters pointing into the given (caller-held) bytes."""
+        cdef mpsnorm_inorm_params params
+        params.num_channels = self.num_channels_value
+        params.epsilon = self.epsilon_value
+        params.gamma = <const float *><const char *>gamma_bytes if gamma_bytes is not None else NULL
+        params.beta = <const float *><const char *>beta_bytes if beta_bytes is not None else NULL
+        return params
+
+    cdef int _check_and_store(self, bytes gamma_bytes, bytes beta_bytes, float epsilon) except -1:
+        cdef mpsnorm_report report
+        cdef mpsnorm_inorm_params params = self._params(gamma_bytes, beta_bytes)
+        params.epsilon = epsilon
+        check_status(mpsnorm_inorm_params_check(&params, &report), &report, type(self).__name__)
+        self.gamma_bytes = gamma_bytes
+        self.beta_bytes = beta_bytes
+        self.epsilon_value = epsilon
+        return 0
+
+    cdef object _as_array(self, bytes values, float default):
+        if values is None:
+            return array.array("f", [default]) * self.num_channels_value
+        result = array.array("f")
+        result.frombytes(values)
+        return result
+
+    @property
+    def num_channels(self):
+        return self.num_channels_value
+
+    @property
+    def layout(self):
+        return layout_name(self._layout)
+
+    @property
+    def backend(self):
+        """The backend this object runs on ("cpu" or "metal")."""
+        return backend_name(mpsnorm_engine_backend(self.engine))
+
+    @property
+    def last_backend(self):
+        """The backend that ran the latest call; None before the first call."""
+        return self._last_backend
+
+    @property
+    def epsilon(self):
+        return self.epsilon_value
+
+    @epsilon.setter
+    def epsilon(self, value):
+        self._check_and_store(self.gamma_bytes, self.beta_bytes,
+                              to_float32(value, "epsilon", type(self).__name__))
+
+    @property
+    def gamma(self):
+        """Per-channel scale, float32 (a copy: assign to change it; None resets to ones)."""
+        return self._as_array(self.gamma_bytes, 1.0)
+
+    @gamma.setter
+    def gamma(self, values):
+        self._check_and_store(self._channel_values(values, "gamma", self.num_channels_value),
+                              self.beta_bytes, self.epsilon_value)
+
+
+cdef class InstanceNormalization(_InstanceNormKernel):
+    """y = gamma[c] * (x - mean) / sqrt(var + epsilon) + beta[c] per image and
+    channel (MPS's MPSCNNInstanceNormalization)."""
+
+    def __init__(self, num_channels, *, gamma=None, beta=None, epsilon=1e-5, layout="NCHW",
+                 backend="auto"):
+        self._setup(num_channels, gamma, beta, epsilon, layout, backend)
+
+    @property
+    def beta(self):
+        """Per-channel shift, float32 (a copy: assign to change it; None resets to zeros)."""
+        return self._as_array(self.beta_bytes, 0.0)
+
+    @beta.setter
+    def beta(self, values):
+        self._check_and_store(self.gamma_bytes,
+                              self._channel_values(values, "beta", self.num_channels_value),
+                              self.epsilon_value)
+
+    def __repr__(self):
+        return (f"InstanceNormalization({self.num_channels_value}, epsilon={self.epsilon_value!r}, "
+                f"layout={self.layout!r}, backend={self.backend!r})")
+
+    def __call__(self, x, *, out=None):
+        where = type(self).__name__
+        cdef HeldTensor held_x, held_out
+        cdef bytes gamma_bytes = self.gamma_bytes
+        cdef bytes beta_bytes = self.beta_bytes
+        cdef mpsnorm_inorm_params params = self._params(gamma_bytes, beta_bytes)
+        cdef mpsnorm_report report
+        cdef int status
+        self._require_engine()
+        memset(&held_x, 0, sizeof(held_x))
+        memset(&held_out, 0, sizeof(held_out))
+        try:
+            hold_tensor(&held_x, x, "x", where, self._layout, False)
+            result = new_array_like(&held_x) if out is None else out
+            hold_tensor(&held_out, result, "out", where, self._layout, True)
+            require_like(&held_x, "x", &held_out, "out", where)
+            with nogil:
+                status = mpsnorm_inorm_forward(self.engine, &params, &held_x.tensor,
+                                               &held_out.tensor, &report)
+            check_status(status, &report, where)
+            self._last_backend = backend_name(report.backend_used)
+            return result
+        finally:
+            release_tensor(&held_out)
+            release_tensor(&held_x)
+
+
+cdef class InstanceNormalizationGradient(_InstanceNormKernel):
+    """dx, dgamma, dbeta: the gradient of InstanceNormalization at x applied to
+    dy, gamma/beta gradients summed over the batch (MPS's
+    MPSCNNInstanceNormalizationGradient)."""
+
+    def __init__(self, num_channels, *, gamma=None, epsilon=1e-5, layout="NCHW",
+                 backend="auto"):
+        self._setup(num_channels, gamma, None, epsilon, layout, backend)
+
+    def __repr__(self):
+        return (f"InstanceNormalizationGradient({self.num_channels_value}, "
+                f"epsilon={self.epsilon_value!r}, layout={self.layout!r}, "
+                f"backend={self.backend!r})")
+
+    def __call__(self, dy, x, *, out=None, out_gamma=None, out_beta=None):
+        where = type(self).__name__
+        cdef HeldTensor held_dy, held_x, held_out
+        cdef HeldVector held_gamma, held_beta
+        cdef bytes gamma_bytes = self.gamma_bytes
+        cdef mpsnorm_inorm_params params = self._params(gamma_bytes, None)
+        cdef mpsnorm_report report
+        cdef int status
+        self._require_engine()
+        memset(&held_dy, 0, sizeof(held_dy))
+        memset(&held_x, 0, sizeof(held_x))
+        memset(&held_out, 0, sizeof(held_out))
+        memset(&held_gamma, 0, sizeof(held_gamma))
+        memset(&held_beta, 0, sizeof(held_beta))
+        try:
+            hold_tensor(&held_dy, dy, "dy", where, self._layout, False)
+            hold_tensor(&held_x, x, "x", where, self._layout, False)
+            require_like(&held_x, "x", &held_dy, "dy", where)
+            vector_dtype = MPSNORM_FLOAT64 if held_x.tensor.dtype == MPSNORM_FLOAT64 else MPSNORM_FLOAT32
+            channels = held_x.tensor.shape[1]
+            result = new_array_like(&held_x) if out is None else out
+            dgamma = new_vector(channels, vector_dtype) if out_gamma is None else out_gamma
+            dbeta = new_vector(channels, vector_dtype) if out_beta is None else out_beta
+            hold_tensor(&held_out, result, "out", where, self._layout, True)
+            require_like(&held_x, "x", &held_out, "out", where)
+            hold_vector(&held_gamma, dgamma, "out_gamma", where)
+            hold_vector(&held_beta, dbeta, "out_beta", where)
+            with nogil:
+                status = mpsnorm_inorm_gradient(self.engine, &params, &held_dy.tensor,
+                                                &held_x.tensor, &held_out.tensor,
+                                                &held_gamma.vector, &held_beta.vector, &report)
+            check_status(status, &report, where)
+            self._last_backend = backend_name(report.backend_used)
+            return result, dgamma, dbeta
+        finally:
+            release_vector(&held_beta)
+            release_vector(&held_gamma)
+            release_tensor(&held_out)
+            release_tensor(&held_x)
+            release_tensor(&held_dy)

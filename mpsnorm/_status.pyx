@@ -1,0 +1,30 @@
+# cython: language_level=3
+"""The one translation of C status codes into Python exceptions."""
+from mpsnorm.libmpsnorm cimport *
+
+from mpsnorm.errors import MPSNormError
+
+
+cdef object exception_class(int status):
+    if status == MPSNORM_ERR_OUT_OF_MEMORY:
+        return MemoryError
+    if status == MPSNORM_ERR_BACKEND_FAILURE:
+        return MPSNormError
+    if status in (MPSNORM_ERR_NULL_POINTER, MPSNORM_ERR_INVALID_PARAMETER, MPSNORM_ERR_BAD_SHAPE,
+                  MPSNORM_ERR_BAD_DTYPE, MPSNORM_ERR_BAD_LAYOUT, MPSNORM_ERR_OVERLAP,
+                  MPSNORM_ERR_UNSUPPORTED, MPSNORM_ERR_BACKEND_UNAVAILABLE):
+        return ValueError
+    return MPSNormError
+
+
+cdef int check_status(int status, const mpsnorm_report *report, str where) except -1:
+    if status == MPSNORM_OK:
+        return 0
+    cdef const char *text
+    reason = None
+    if report != NULL and report.message[0] != 0:
+        text = report.message
+        reason = text.decode("utf-8", "replace")
+    if not reason:
+        reason = mpsnorm_status_string(status).decode("ascii")
+    raise exception_class(status)(f"{where}: {reason}")

@@ -1,0 +1,49 @@
+from cpython.buffer cimport Py_buffer
+from mpsnorm.libmpsnorm cimport mpsnorm_tensor, mpsnorm_vector
+
+# A caller's buffer held for the length of one kernel call, and the C
+# descriptor of it. Acquire with the GIL; release in a finally block.
+cdef struct HeldTensor:
+    Py_buffer view
+    bint held
+    mpsnorm_tensor tensor
+
+cdef struct HeldVector:
+    Py_buffer view
+    bint held
+    mpsnorm_vector vector
+
+cdef enum Layout:
+    LAYOUT_NCHW = 0
+    LAYOUT_NHWC = 1
+
+# Parses "NCHW" / "NHWC"; ValueError naming `where` otherwise.
+cdef Layout parse_layout(object layout, str where) except *
+cdef str layout_name(Layout layout)
+
+# Borrows obj's memory (no copy) as a 3-D or 4-D float tensor in `layout`.
+# TypeError: not a buffer, unsupported dtype, non-native byte order.
+# ValueError: wrong rank, strides that are not whole elements, not writable
+# (when writable is set).
+cdef int hold_tensor(HeldTensor *held, object obj, str name, str where, Layout layout,
+                     bint writable) except -1
+
+# Borrows obj as a writable 1-D vector (per-channel gradients).
+cdef int hold_vector(HeldVector *held, object obj, str name, str where) except -1
+
+cdef void release_tensor(HeldTensor *held) noexcept
+cdef void release_vector(HeldVector *held) noexcept
+
+# The Python-visible shape of a held buffer, as a tuple.
+cdef tuple held_shape(const HeldTensor *held)
+
+# ValueError unless `other` has `reference`'s Python shape and dtype.
+cdef int require_like(const HeldTensor *reference, str reference_name,
+                      const HeldTensor *other, str other_name, str where) except -1
+
+# A new C-contiguous NumPy array of the held buffer's shape and dtype (the
+# one place mpsnorm imports NumPy).
+cdef object new_array_like(const HeldTensor *held)
+
+# A new NumPy vector of `length` elements of the C dtype.
+cdef object new_vector(Py_ssize_t length, int dtype)
