@@ -9,6 +9,7 @@ from mpsnorm._instance_norm import InstanceNormalization, InstanceNormalizationG
 from mpsnorm._lcn import LocalContrastNormalization, LocalContrastNormalizationGradient
 from mpsnorm._threads import get_num_threads, set_num_threads
 from mpsnorm._version import __version__
+from mpsnorm.config import get_include, get_library_dir
 from mpsnorm.errors import MPSNormError
 
 __all__ = [
@@ -18,6 +19,8 @@ __all__ = [
     "LocalContrastNormalizationGradient",
     "MPSNormError",
     "backends",
+    "get_include",
+    "get_library_dir",
     "get_num_threads",
     "set_num_threads",
     "__version__",

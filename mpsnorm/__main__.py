@@ -1,5 +1,8 @@
 """python -m mpsnorm: what this installation has, then a self-check of both
-gradient kernels against finite differences (exit status 1 on any failure)."""
+gradient kernels against finite differences (exit status 1 on any failure).
+
+python -m mpsnorm config [--cflags] [--libs] [--includedir] [--libdir] [--pkgconfigdir]:
+compiler flags and paths for C programs that use libmpsnorm."""
 import sys
 
 import mpsnorm
@@ -10,6 +13,10 @@ def main(argv=None):
     if argv and argv[0] in ("-h", "--help"):
         print(__doc__)
         return 0
+    if argv and argv[0] == "config":
+        from mpsnorm import config
+
+        return config.main(argv[1:])
     if argv:
         print(f"python -m mpsnorm: unknown arguments {' '.join(argv)!r}", file=sys.stderr)
         return 2

@@ -14,15 +14,6 @@ from mpsnorm.libmpsnorm cimport *
 
 cdef class _InstanceNormKernel:
     """Channel count, gamma, beta, epsilon, backend and layout."""
-    cdef int64_t num_channels_value
-    cdef float epsilon_value
-    # Immutable float32 bytes, or None for the default; a call keeps its own
-    # reference, so replacing them never frees memory a running call reads.
-    cdef bytes gamma_bytes
-    cdef bytes beta_bytes
-    cdef mpsnorm_engine *engine
-    cdef Layout _layout
-    cdef object _last_backend
 
     cdef int _setup(self, num_channels, gamma, beta, epsilon, layout, backend) except -1:
         where = type(self).__name__

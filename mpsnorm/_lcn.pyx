@@ -12,10 +12,6 @@ from mpsnorm.libmpsnorm cimport *
 
 cdef class _LocalContrastKernel:
     """Parameters, backend and layout shared by the forward and gradient kernels."""
-    cdef mpsnorm_lcn_params params
-    cdef mpsnorm_engine *engine
-    cdef Layout _layout
-    cdef object _last_backend
 
     def __init__(self, kernel_width, kernel_height=None, *, alpha=0.0, beta=0.5,
                  delta=1.0 / 1024.0, p0=1.0, pm=0.0, ps=1.0, layout="NCHW", backend="auto"):
