@@ -1,0 +1,64 @@
+/*
+ * scratch.c -- overflow-safe allocation of per-worker scratch.
+ */
+#include "scratch.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "mpsnorm.h"
+
+int64_t mpsnorm_size_mad(int64_t a, int64_t b, int64_t c)
+{
+    if (a < 0 || b < 0 || c < 0)
+        return -1;
+    if (b != 0 && a > INT64_MAX / b)
+        return -1;
+    if (a * b > INT64_MAX - c)
+        return -1;
+    return a * b + c;
+}
+
+double *mpsnorm_alloc_doubles(int64_t count)
+{
+    if (count < 0 || (uint64_t)count > (uint64_t)(SIZE_MAX / sizeof(double)))
+        return NULL;
+    if (count == 0)
+        count = 1;
+    return (double *)malloc((size_t)count * sizeof(double));
+}
+
+int mpsnorm_scratch_alloc(mpsnorm_scratch *scratch, int workers, int64_t doubles)
+{
+    int w;
+
+    scratch->workers = 0;
+    scratch->block = NULL;
+    if (workers < 1 || doubles < 0)
+        return MPSNORM_ERR_OUT_OF_MEMORY;
+    scratch->block = (double **)calloc((size_t)workers, sizeof(double *));
+    if (scratch->block == NULL)
+        return MPSNORM_ERR_OUT_OF_MEMORY;
+    scratch->workers = workers;
+    for (w = 0; w < workers; ++w) {
+        scratch->block[w] = mpsnorm_alloc_doubles(doubles);
+        if (scratch->block[w] == NULL) {
+            mpsnorm_scratch_free(scratch);
+            return MPSNORM_ERR_OUT_OF_MEMORY;
+        }
+    }
+    return MPSNORM_OK;
+}
+
+void mpsnorm_scratch_free(mpsnorm_scratch *scratch)
+{
+    int w;
+
+    if (scratch->block != NULL) {
+        for (w = 0; w < scratch->workers; ++w)
+            free(scratch->block[w]);
+        free(scratch->block);
+    }
+    scratch->workers = 0;
+    scratch->block = NULL;
+}
