@@ -92,12 +92,13 @@ cdef int describe_tensor(HeldTensor *held, str name, str where, Layout layout) e
     cdef int first = view.ndim - 3  # 0 for a single image, 1 for a batch
     cdef int axis
     cdef int logical
+    # The dtype first: a bytes object is a 1-D buffer, refused for its type.
+    tensor.dtype = parse_dtype(view.format, view.itemsize, name, where)
     if view.ndim != 3 and view.ndim != 4:
         expected = layout_name(layout)
         raise ValueError(f"{where}: {name} must be 4-D ({expected[0]}, {expected[1]}, "
                          f"{expected[2]}, {expected[3]}) or a 3-D single image, got "
                          f"{view.ndim}-D with shape {view_shape(view)}")
-    tensor.dtype = parse_dtype(view.format, view.itemsize, name, where)
     tensor.data = view.buf
     tensor.shape[0] = 1
     tensor.strides[0] = 0
@@ -128,9 +129,9 @@ cdef int hold_vector(HeldVector *held, object obj, str name, str where) except -
     get_buffer(&held.view, obj, name, where, True)
     held.held = True
     try:
+        held.vector.dtype = parse_dtype(held.view.format, held.view.itemsize, name, where)
         if held.view.ndim != 1:
             raise ValueError(f"{where}: {name} must be 1-D, got shape {view_shape(&held.view)}")
-        held.vector.dtype = parse_dtype(held.view.format, held.view.itemsize, name, where)
         held.vector.data = held.view.buf
         held.vector.length = held.view.shape[0]
         held.vector.stride = element_stride(&held.view, 0, name, where)
