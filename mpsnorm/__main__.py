@@ -1,6 +1,8 @@
 """python -m mpsnorm: what this installation has, then a self-check of both
 gradient kernels against finite differences (exit status 1 on any failure).
 
+python -m mpsnorm bench [--full]: speed against NumPy (and PyTorch where installed).
+
 python -m mpsnorm config [--cflags] [--libs] [--includedir] [--libdir] [--pkgconfigdir]:
 compiler flags and paths for C programs that use libmpsnorm."""
 import sys
@@ -13,6 +15,10 @@ def main(argv=None):
     if argv and argv[0] in ("-h", "--help"):
         print(__doc__)
         return 0
+    if argv and argv[0] == "bench":
+        from mpsnorm import bench
+
+        return bench.main(argv[1:])
     if argv and argv[0] == "config":
         from mpsnorm import config
 

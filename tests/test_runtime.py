@@ -63,7 +63,7 @@ def test_num_threads_round_trip(restore_num_threads):
         assert type(got) is int and got == n
 
 
-def test_import_does_not_import_numpy_and_is_quick():
+def test_import_does_not_import_numpy():
     out, elapsed = run_python("""
         import sys, time
         t0 = time.perf_counter()
@@ -78,7 +78,6 @@ def test_import_does_not_import_numpy_and_is_quick():
     """)
     lines = out.strip().splitlines()
     assert lines[0] == "False", "import mpsnorm imported numpy: %s" % lines[1]
-    assert float(lines[2]) < 5.0, "import mpsnorm took %s s" % lines[2]
     assert lines[5] == "False", "backends()/get_num_threads() imported numpy"
 
 
