@@ -1,0 +1,712 @@
+/*
+ * test_metal_route.c -- the C routing layer of the Metal backend
+ * (mpsnorm/core/metal_route.c), on any OS.
+ *
+ * It links metal_route.c with a FAKE objc backend defined here: the fake
+ * mpsnorm_metal_* functions record the batch they receive (pointers and a
+ * copy of the staged inputs) and fill the destination and the per-image
+ * gamma/beta gradients with known values, or fail on request. The tests then
+ * check pass-through of contiguous NCHW/NHWC tensors (same pointers), staging
+ * of strided ones and the scatter back to the caller's strides, float16 bit
+ * preservation, the batch sum of gamma/beta gradients into strided vectors,
+ * refusals (float64, kernel_width != kernel_height, sizes MPS images cannot
+ * hold), and that a failing backend or allocation leaves every output as it
+ * was, with the reason in the message.
+ *
+ * Build: cc -std=c99 -Impsnorm/include -Impsnorm/core tests/c/test_metal_route.c
+ *        mpsnorm/core/metal_route.c mpsnorm/core/validate.c mpsnorm/core/status.c -lm
+ * (tests/test_metal_route.py does this). Prints "N passed, M failed".
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "metal_route.h"
+#include "mpsnorm.h"
+
+/* ---- a tiny test harness ------------------------------------------------- */
+
+static int checks_failed_in_test;
+
+#define CHECK(cond, ...)                                                          \
+    do {                                                                          \
+        if (!(cond)) {                                                            \
+            checks_failed_in_test++;                                              \
+            fprintf(stderr, "  check failed at %s:%d: %s: ", __FILE__, __LINE__, #cond); \
+            fprintf(stderr, __VA_ARGS__);                                         \
+            fprintf(stderr, "\n");                                                \
+        }                                                                         \
+    } while (0)
+
+/* ---- the fake backend ---------------------------------------------------- */
+
+enum fake_kind { FAKE_NONE, FAKE_LCN_FORWARD, FAKE_LCN_GRADIENT, FAKE_INORM_FORWARD, FAKE_INORM_GRADIENT };
+
+static struct {
+    int calls;
+    int fail;                    /* the next calls fail with BACKEND_FAILURE */
+    enum fake_kind kind;
+    mpsnorm_metal_batch batch;   /* as received */
+    const void *params;          /* as received */
+    unsigned char *primary;      /* copies of the staged inputs */
+    unsigned char *secondary;
+} fake;
+
+static const char FAKE_MESSAGE[] = "fake Metal failure: the device was lost";
+
+static size_t item_size(int dtype)
+{
+    return dtype == MPSNORM_FLOAT16 ? 2 : 4;
+}
+
+static int64_t batch_count(const mpsnorm_metal_batch *b)
+{
+    return b->n * b->c * b->h * b->w;
+}
+
+/* Element index of (n, c, h, w) in a staged batch. */
+static int64_t batch_index(const mpsnorm_metal_batch *b, int64_t n, int64_t c, int64_t h, int64_t w)
+{
+    return b->nhwc ? ((n * b->h + h) * b->w + w) * b->c + c : ((n * b->c + c) * b->h + h) * b->w + w;
+}
+
+/* The value the fake writes at (n, c, h, w) for float32 (exact in float32). */
+static float code(int64_t n, int64_t c, int64_t h, int64_t w)
+{
+    return (float)(n * 1000000 + c * 10000 + h * 100 + w);
+}
+
+static void fake_reset(void)
+{
+    free(fake.primary);
+    free(fake.secondary);
+    memset(&fake, 0, sizeof fake);
+}
+
+static int fake_run(enum fake_kind kind, const void *params, const mpsnorm_metal_batch *b,
+                    char *message, size_t size)
+{
+    fake.calls++;
+    fake.kind = kind;
+    fake.batch = *b;
+    fake.params = params;
+    size_t bytes = (size_t)batch_count(b) * item_size(b->dtype);
+    free(fake.primary);
+    free(fake.secondary);
+    fake.primary = malloc(bytes);
+    fake.secondary = b->secondary != NULL ? malloc(bytes) : NULL;
+    memcpy(fake.primary, b->primary, bytes);
+    if (b->secondary != NULL)
+        memcpy(fake.secondary, b->secondary, bytes);
+    if (fake.fail) {
+        snprintf(message, size, "%s", FAKE_MESSAGE);
+        return MPSNORM_ERR_BACKEND_FAILURE;
+    }
+    if (b->dtype == MPSNORM_FLOAT16) {
+        /* float16: the destination gets the primary's bits (dx = dy, y = x). */
+        memcpy(b->destination, b->primary, bytes);
+        return MPSNORM_OK;
+    }
+    float *dst = b->destination;
+    for (int64_t n = 0; n < b->n; n++)
+        for (int64_t c = 0; c < b->c; c++)
+            for (int64_t h = 0; h < b->h; h++)
+                for (int64_t w = 0; w < b->w; w++)
+                    dst[batch_index(b, n, c, h, w)] = code(n, c, h, w);
+    return MPSNORM_OK;
+}
+
+int mpsnorm_metal_lcn_forward(mpsnorm_metal_cache *cache, const mpsnorm_lcn_params *params,
+                              const mpsnorm_metal_batch *batch, char *message, size_t size)
+{
+    (void)cache;
+    return fake_run(FAKE_LCN_FORWARD, params, batch, message, size);
+}
+
+int mpsnorm_metal_lcn_gradient(mpsnorm_metal_cache *cache, const mpsnorm_lcn_params *params,
+                               const mpsnorm_metal_batch *batch, char *message, size_t size)
+{
+    (void)cache;
+    return fake_run(FAKE_LCN_GRADIENT, params, batch, message, size);
+}
+
+int mpsnorm_metal_inorm_forward(mpsnorm_metal_cache *cache, const mpsnorm_inorm_params *params,
+                                const mpsnorm_metal_batch *batch, char *message, size_t size)
+{
+    (void)cache;
+    return fake_run(FAKE_INORM_FORWARD, params, batch, message, size);
+}
+
+/* Per-image gradients: dgamma = 0.25 * (n + 1) + c, dbeta = 10 * n + c + 0.5. */
+int mpsnorm_metal_inorm_gradient(mpsnorm_metal_cache *cache, const mpsnorm_inorm_params *params,
+                                 const mpsnorm_metal_batch *batch, float *dgamma_per_image,
+                                 float *dbeta_per_image, char *message, size_t size)
+{
+    (void)cache;
+    int status = fake_run(FAKE_INORM_GRADIENT, params, batch, message, size);
+    if (status != MPSNORM_OK)
+        return status;
+    for (int64_t n = 0; n < batch->n; n++)
+        for (int64_t c = 0; c < batch->c; c++) {
+            dgamma_per_image[n * batch->c + c] = 0.25f * (float)(n + 1) + (float)c;
+            dbeta_per_image[n * batch->c + c] = (float)(10 * n + c) + 0.5f;
+        }
+    return MPSNORM_OK;
+}
+
+/* Not called by metal_route.c; defined so the fake is a whole backend. */
+int mpsnorm_metal_device_available(void) { return 1; }
+int mpsnorm_metal_cache_create(mpsnorm_metal_cache **cache) { *cache = NULL; return MPSNORM_OK; }
+void mpsnorm_metal_cache_free(mpsnorm_metal_cache *cache) { (void)cache; }
+
+/* A stand-in engine cache: the route only passes the pointer on. */
+static mpsnorm_metal_cache *const CACHE = (mpsnorm_metal_cache *)&fake;
+
+/* ---- tensors ------------------------------------------------------------- */
+
+typedef enum form { NCHW, NHWC, STRIDED, REVERSED, ODD } form;
+static const char *const FORM_NAMES[] = {"NCHW", "NHWC", "strided", "reversed", "odd"};
+
+/* A tensor over its own allocation, every byte of which starts as `fill`
+ * (so elements outside the tensor, e.g. the gaps of STRIDED, are sentinels). */
+typedef struct buffer {
+    mpsnorm_tensor t;
+    unsigned char *base;
+    size_t bytes;
+} buffer;
+
+static buffer make(form f, int dtype, int64_t n, int64_t c, int64_t h, int64_t w, unsigned char fill)
+{
+    buffer b;
+    size_t item = item_size(dtype);
+    int64_t count = n * c * h * w;
+    int64_t offset = 0;
+    memset(&b, 0, sizeof b);
+    b.t.dtype = dtype;
+    b.t.shape[0] = n, b.t.shape[1] = c, b.t.shape[2] = h, b.t.shape[3] = w;
+    int64_t *s = b.t.strides;
+    switch (f) {
+    case NCHW: s[0] = c * h * w, s[1] = h * w, s[2] = w, s[3] = 1; break;
+    case NHWC: s[0] = h * w * c, s[1] = 1, s[2] = w * c, s[3] = c; break;
+    case STRIDED: /* every other element of an NCHW buffer twice as long */
+        s[0] = 2 * c * h * w, s[1] = 2 * h * w, s[2] = 2 * w, s[3] = 2;
+        count *= 2;
+        break;
+    case REVERSED: /* NHWC with every axis reversed */
+        s[0] = -h * w * c, s[1] = -1, s[2] = -w * c, s[3] = -c;
+        offset = count - 1;
+        break;
+    case ODD: /* (N, W, H, C) memory order: neither NCHW nor NHWC */
+        s[0] = w * h * c, s[1] = 1, s[2] = c, s[3] = h * c;
+        break;
+    }
+    b.bytes = (size_t)count * item;
+    b.base = malloc(b.bytes);
+    memset(b.base, fill, b.bytes);
+    b.t.data = b.base + (size_t)offset * item;
+    return b;
+}
+
+static void release(buffer *b)
+{
+    free(b->base);
+    b->base = NULL;
+}
+
+static int64_t offset_of(const mpsnorm_tensor *t, int64_t n, int64_t c, int64_t h, int64_t w)
+{
+    return n * t->strides[0] + c * t->strides[1] + h * t->strides[2] + w * t->strides[3];
+}
+
+static float get32(const mpsnorm_tensor *t, int64_t n, int64_t c, int64_t h, int64_t w)
+{
+    return ((const float *)t->data)[offset_of(t, n, c, h, w)];
+}
+
+static uint16_t get16(const mpsnorm_tensor *t, int64_t n, int64_t c, int64_t h, int64_t w)
+{
+    return ((const uint16_t *)t->data)[offset_of(t, n, c, h, w)];
+}
+
+/* Logical value (n, c, h, w) of the inputs: distinct, exact in float32. */
+static float input_value(int64_t n, int64_t c, int64_t h, int64_t w)
+{
+    return 0.5f + (float)(n * 1000 + c * 100 + h * 10 + w);
+}
+
+/* float16 bit patterns that a numeric conversion would not keep as they are:
+ * NaN payloads, signed zero, infinities, subnormals. */
+static const uint16_t SPECIAL_HALF[] = {0x7e01, 0x7c01, 0xfe55, 0x8000, 0x0000, 0x7c00,
+                                        0xfc00, 0x0001, 0x83ff, 0x3c00, 0xbbff, 0x7bff};
+
+static uint16_t input_half(int64_t n, int64_t c, int64_t h, int64_t w)
+{
+    int64_t k = ((n * 7 + c) * 5 + h) * 3 + w;
+    return (uint16_t)(SPECIAL_HALF[k % 12] ^ (((k / 12) & 7) << 1));
+}
+
+static void fill_input(buffer *b, int salt)
+{
+    const mpsnorm_tensor *t = &b->t;
+    for (int64_t n = 0; n < t->shape[0]; n++)
+        for (int64_t c = 0; c < t->shape[1]; c++)
+            for (int64_t h = 0; h < t->shape[2]; h++)
+                for (int64_t w = 0; w < t->shape[3]; w++) {
+                    int64_t at = offset_of(t, n, c, h, w);
+                    if (t->dtype == MPSNORM_FLOAT16)
+                        ((uint16_t *)t->data)[at] = (uint16_t)(input_half(n, c, h, w) ^ salt);
+                    else
+                        ((float *)t->data)[at] = input_value(n, c, h, w) + (float)salt;
+                }
+}
+
+/* Every element of the staged copy equals the tensor's logical element. */
+static int staged_matches(const unsigned char *staged, const mpsnorm_metal_batch *b,
+                          const mpsnorm_tensor *t)
+{
+    for (int64_t n = 0; n < t->shape[0]; n++)
+        for (int64_t c = 0; c < t->shape[1]; c++)
+            for (int64_t h = 0; h < t->shape[2]; h++)
+                for (int64_t w = 0; w < t->shape[3]; w++) {
+                    int64_t i = batch_index(b, n, c, h, w);
+                    if (t->dtype == MPSNORM_FLOAT16) {
+                        uint16_t got;
+                        memcpy(&got, staged + 2 * (size_t)i, 2);
+                        if (got != get16(t, n, c, h, w))
+                            return 0;
+                    } else {
+                        float got;
+                        memcpy(&got, staged + 4 * (size_t)i, 4);
+                        if (memcmp(&got, &((const float *)t->data)[offset_of(t, n, c, h, w)], 4))
+                            return 0;
+                    }
+                }
+    return 1;
+}
+
+/* out holds the fake's float32 codes at every logical element. */
+static int holds_codes(const mpsnorm_tensor *out)
+{
+    for (int64_t n = 0; n < out->shape[0]; n++)
+        for (int64_t c = 0; c < out->shape[1]; c++)
+            for (int64_t h = 0; h < out->shape[2]; h++)
+                for (int64_t w = 0; w < out->shape[3]; w++)
+                    if (get32(out, n, c, h, w) != code(n, c, h, w))
+                        return 0;
+    return 1;
+}
+
+/* out's bytes outside its elements are still `fill` (nothing written out of place). */
+static int gaps_untouched(const buffer *b, unsigned char fill)
+{
+    const mpsnorm_tensor *t = &b->t;
+    size_t item = item_size(t->dtype);
+    unsigned char *mask = calloc(b->bytes, 1);
+    for (int64_t n = 0; n < t->shape[0]; n++)
+        for (int64_t c = 0; c < t->shape[1]; c++)
+            for (int64_t h = 0; h < t->shape[2]; h++)
+                for (int64_t w = 0; w < t->shape[3]; w++) {
+                    size_t at = (size_t)(((const unsigned char *)t->data - b->base) +
+                                         offset_of(t, n, c, h, w) * (int64_t)item);
+                    memset(mask + at, 1, item);
+                }
+    int ok = 1;
+    for (size_t i = 0; i < b->bytes; i++)
+        if (!mask[i] && b->base[i] != fill)
+            ok = 0;
+    free(mask);
+    return ok;
+}
+
+static int all_bytes(const buffer *b, unsigned char fill)
+{
+    for (size_t i = 0; i < b->bytes; i++)
+        if (b->base[i] != fill)
+            return 0;
+    return 1;
+}
+
+static mpsnorm_lcn_params lcn_params(int64_t kw, int64_t kh)
+{
+    mpsnorm_lcn_params p;
+    memset(&p, 0, sizeof p);
+    p.kernel_width = kw;
+    p.kernel_height = kh;
+    p.alpha = 1.0f, p.beta = 0.5f, p.delta = 1.0f / 1024.0f, p.p0 = 1.0f, p.pm = 0.0f, p.ps = 1.0f;
+    return p;
+}
+
+static mpsnorm_inorm_params inorm_params(int64_t c)
+{
+    mpsnorm_inorm_params p;
+    memset(&p, 0, sizeof p);
+    p.num_channels = c;
+    p.epsilon = 1e-5f;
+    return p;
+}
+
+/* ---- tests --------------------------------------------------------------- */
+
+enum { SENTINEL = 0xA5 };
+
+/* Forward LCN for every input/output form and both dtypes: contiguous
+ * tensors go through by pointer, the others are staged and scattered back. */
+static void test_lcn_forward_forms(void)
+{
+    const int dtypes[2] = {MPSNORM_FLOAT32, MPSNORM_FLOAT16};
+    for (int d = 0; d < 2; d++)
+        for (int fx = NCHW; fx <= ODD; fx++)
+            for (int fy = NCHW; fy <= ODD; fy++) {
+                int dtype = dtypes[d];
+                buffer x = make((form)fx, dtype, 2, 3, 4, 5, 0);
+                buffer y = make((form)fy, dtype, 2, 3, 4, 5, SENTINEL);
+                fill_input(&x, 0);
+                mpsnorm_lcn_params p = lcn_params(3, 3);
+                char message[MPSNORM_MESSAGE_SIZE] = "";
+                fake_reset();
+                int status = mpsnorm_metal_route_lcn(CACHE, &p, NULL, &x.t, &y.t, message,
+                                                     sizeof message);
+                const char *what = FORM_NAMES[fx];
+                const char *out_what = FORM_NAMES[fy];
+                CHECK(status == MPSNORM_OK, "x %s y %s: status %d (%s)", what, out_what, status,
+                      message);
+                CHECK(fake.calls == 1 && fake.kind == FAKE_LCN_FORWARD, "x %s y %s", what, out_what);
+                CHECK(fake.params == &p, "params passed through");
+                const mpsnorm_metal_batch *b = &fake.batch;
+                CHECK(b->n == 2 && b->c == 3 && b->h == 4 && b->w == 5 && b->dtype == dtype,
+                      "batch shape");
+                CHECK(b->secondary == NULL, "forward has no secondary");
+                /* x and y both packed in the same order, or the order of the packed one. */
+                int x_nchw = fx == NCHW, x_nhwc = fx == NHWC, y_nchw = fy == NCHW, y_nhwc = fy == NHWC;
+                int expect_nhwc = (x_nhwc + y_nhwc) > (x_nchw + y_nchw);
+                CHECK(b->nhwc == expect_nhwc, "x %s y %s: nhwc %d", what, out_what, (int)b->nhwc);
+                int x_through = expect_nhwc ? x_nhwc : x_nchw;
+                int y_through = expect_nhwc ? y_nhwc : y_nchw;
+                CHECK((b->primary == x.t.data) == x_through, "x %s y %s: x pass-through %d",
+                      what, out_what, x_through);
+                CHECK((b->destination == y.t.data) == y_through, "x %s y %s: y pass-through %d",
+                      what, out_what, y_through);
+                CHECK(staged_matches(fake.primary, b, &x.t), "x %s: staged x differs", what);
+                if (dtype == MPSNORM_FLOAT32)
+                    CHECK(holds_codes(&y.t), "x %s y %s: y not scattered right", what, out_what);
+                else
+                    for (int64_t n = 0; n < 2; n++)
+                        for (int64_t c = 0; c < 3; c++)
+                            for (int64_t h = 0; h < 4; h++)
+                                for (int64_t w = 0; w < 5; w++)
+                                    CHECK(get16(&y.t, n, c, h, w) == get16(&x.t, n, c, h, w),
+                                          "float16 bits at (%d,%d,%d,%d), x %s y %s", (int)n,
+                                          (int)c, (int)h, (int)w, what, out_what);
+                CHECK(gaps_untouched(&y, SENTINEL), "y %s: bytes outside y written", out_what);
+                release(&x);
+                release(&y);
+            }
+}
+
+/* LCN gradient: dy is the primary (source gradient), x the secondary. */
+static void test_lcn_gradient_roles(void)
+{
+    const form forms[3] = {NHWC, STRIDED, NCHW};
+    for (int i = 0; i < 3; i++) {
+        buffer dy = make(NHWC, MPSNORM_FLOAT32, 3, 2, 3, 4, 0);
+        buffer x = make(forms[i], MPSNORM_FLOAT32, 3, 2, 3, 4, 0);
+        buffer dx = make(NHWC, MPSNORM_FLOAT32, 3, 2, 3, 4, SENTINEL);
+        fill_input(&dy, 7);
+        fill_input(&x, 0);
+        mpsnorm_lcn_params p = lcn_params(4, 4);
+        char message[MPSNORM_MESSAGE_SIZE] = "";
+        fake_reset();
+        int status = mpsnorm_metal_route_lcn(CACHE, &p, &dy.t, &x.t, &dx.t, message, sizeof message);
+        CHECK(status == MPSNORM_OK, "status %d (%s)", status, message);
+        CHECK(fake.kind == FAKE_LCN_GRADIENT, "gradient kernel called");
+        const mpsnorm_metal_batch *b = &fake.batch;
+        CHECK(b->nhwc == 1, "dy and dx are NHWC: nhwc %d", (int)b->nhwc);
+        CHECK(b->primary == dy.t.data, "dy passed through as primary");
+        CHECK(b->destination == dx.t.data, "dx passed through");
+        CHECK((b->secondary == x.t.data) == (forms[i] == NHWC), "x %s pass-through", FORM_NAMES[forms[i]]);
+        CHECK(staged_matches(fake.primary, b, &dy.t), "primary holds dy");
+        CHECK(staged_matches(fake.secondary, b, &x.t), "secondary holds x (%s)", FORM_NAMES[forms[i]]);
+        CHECK(holds_codes(&dx.t), "dx");
+        release(&dy);
+        release(&x);
+        release(&dx);
+    }
+}
+
+/* float16 through staging both ways: special bit patterns survive exactly. */
+static void test_float16_bits(void)
+{
+    buffer dy = make(REVERSED, MPSNORM_FLOAT16, 2, 5, 3, 4, 0);
+    buffer x = make(ODD, MPSNORM_FLOAT16, 2, 5, 3, 4, 0);
+    buffer dx = make(STRIDED, MPSNORM_FLOAT16, 2, 5, 3, 4, SENTINEL);
+    fill_input(&dy, 0);
+    fill_input(&x, 0x0100);
+    mpsnorm_lcn_params p = lcn_params(2, 2);
+    char message[MPSNORM_MESSAGE_SIZE] = "";
+    fake_reset();
+    int status = mpsnorm_metal_route_lcn(CACHE, &p, &dy.t, &x.t, &dx.t, message, sizeof message);
+    CHECK(status == MPSNORM_OK, "status %d (%s)", status, message);
+    CHECK(fake.batch.primary != dy.t.data && fake.batch.destination != dx.t.data, "staged");
+    CHECK(staged_matches(fake.primary, &fake.batch, &dy.t), "dy bits staged exactly");
+    CHECK(staged_matches(fake.secondary, &fake.batch, &x.t), "x bits staged exactly");
+    int same = 1;
+    for (int64_t n = 0; n < 2; n++)
+        for (int64_t c = 0; c < 5; c++)
+            for (int64_t h = 0; h < 3; h++)
+                for (int64_t w = 0; w < 4; w++)
+                    same &= get16(&dx.t, n, c, h, w) == get16(&dy.t, n, c, h, w);
+    CHECK(same, "dx bits (copied from dy by the fake) scattered back exactly");
+    CHECK(gaps_untouched(&dx, SENTINEL), "gaps of dx untouched");
+    release(&dy);
+    release(&x);
+    release(&dx);
+}
+
+/* Axes of size 1 do not break pass-through whatever their stride. */
+static void test_size_one_axes(void)
+{
+    buffer x = make(NCHW, MPSNORM_FLOAT32, 1, 1, 4, 5, 0);
+    buffer y = make(NHWC, MPSNORM_FLOAT32, 1, 1, 4, 5, SENTINEL);
+    x.t.strides[0] = 999, x.t.strides[1] = -7;
+    y.t.strides[0] = 0;
+    fill_input(&x, 0);
+    mpsnorm_inorm_params p = inorm_params(1);
+    char message[MPSNORM_MESSAGE_SIZE] = "";
+    fake_reset();
+    int status = mpsnorm_metal_route_inorm(CACHE, &p, NULL, &x.t, &y.t, NULL, NULL, message,
+                                           sizeof message);
+    CHECK(status == MPSNORM_OK, "status %d (%s)", status, message);
+    CHECK(fake.kind == FAKE_INORM_FORWARD && fake.params == &p, "instance-norm forward called");
+    CHECK(fake.batch.primary == x.t.data && fake.batch.destination == y.t.data,
+          "C = 1 tensors are packed in both orders: no copy");
+    CHECK(holds_codes(&y.t), "y");
+    release(&x);
+    release(&y);
+}
+
+/* Per-image gamma/beta gradients summed over the batch into strided float32 vectors. */
+static void test_inorm_gradient_sums(void)
+{
+    enum { N = 5, C = 4 };
+    buffer dy = make(NCHW, MPSNORM_FLOAT32, N, C, 3, 2, 0);
+    buffer x = make(NCHW, MPSNORM_FLOAT32, N, C, 3, 2, 0);
+    buffer dx = make(ODD, MPSNORM_FLOAT32, N, C, 3, 2, SENTINEL);
+    fill_input(&dy, 1);
+    fill_input(&x, 0);
+    float gamma_store[2 * C + 1], beta_store[C + 2];
+    for (int i = 0; i < 2 * C + 1; i++)
+        gamma_store[i] = -1.0f;
+    for (int i = 0; i < C + 2; i++)
+        beta_store[i] = -1.0f;
+    mpsnorm_vector dgamma = {gamma_store, MPSNORM_FLOAT32, C, 2};       /* every other float */
+    mpsnorm_vector dbeta = {beta_store + C, MPSNORM_FLOAT32, C, -1};   /* reversed */
+    mpsnorm_inorm_params p = inorm_params(C);
+    char message[MPSNORM_MESSAGE_SIZE] = "";
+    fake_reset();
+    int status = mpsnorm_metal_route_inorm(CACHE, &p, &dy.t, &x.t, &dx.t, &dgamma, &dbeta,
+                                           message, sizeof message);
+    CHECK(status == MPSNORM_OK, "status %d (%s)", status, message);
+    CHECK(fake.kind == FAKE_INORM_GRADIENT, "gradient kernel called");
+    CHECK(fake.batch.primary == dy.t.data && fake.batch.secondary == x.t.data,
+          "dy and x passed through");
+    CHECK(fake.batch.destination != dx.t.data && holds_codes(&dx.t), "dx staged and scattered");
+    for (int c = 0; c < C; c++) {
+        /* sum_n 0.25 (n + 1) + c  and  sum_n 10 n + c + 0.5 */
+        float want_gamma = 0.25f * (float)(N * (N + 1) / 2) + (float)(N * c);
+        float want_beta = (float)(10 * N * (N - 1) / 2 + N * c) + 0.5f * (float)N;
+        CHECK(gamma_store[2 * c] == want_gamma, "dgamma[%d] = %g, want %g", c,
+              (double)gamma_store[2 * c], (double)want_gamma);
+        CHECK(gamma_store[2 * c + 1] == -1.0f, "dgamma gap %d written", c);
+        CHECK(beta_store[C - c] == want_beta, "dbeta[%d] = %g, want %g", c,
+              (double)beta_store[C - c], (double)want_beta);
+    }
+    CHECK(beta_store[0] == -1.0f && beta_store[C + 1] == -1.0f, "dbeta neighbours written");
+
+    /* Either vector may be NULL. */
+    for (int i = 0; i < C + 2; i++)
+        beta_store[i] = -1.0f;
+    fake_reset();
+    status = mpsnorm_metal_route_inorm(CACHE, &p, &dy.t, &x.t, &dx.t, NULL, &dbeta, message,
+                                       sizeof message);
+    CHECK(status == MPSNORM_OK, "dgamma NULL: status %d (%s)", status, message);
+    CHECK(beta_store[C] == (float)(10 * N * (N - 1) / 2) + 0.5f * (float)N,
+          "dbeta[0] with dgamma NULL: %g", (double)beta_store[C]);
+    release(&dy);
+    release(&x);
+    release(&dx);
+}
+
+/* Refusals: nothing is called, nothing written, the reason comes back. */
+static void test_refusals(void)
+{
+    char message[MPSNORM_MESSAGE_SIZE];
+
+    buffer x64 = make(NCHW, MPSNORM_FLOAT64, 1, 2, 3, 3, 0);
+    buffer y64 = make(NCHW, MPSNORM_FLOAT64, 1, 2, 3, 3, SENTINEL);
+    mpsnorm_lcn_params p = lcn_params(3, 3);
+    fake_reset();
+    message[0] = '\0';
+    int status = mpsnorm_metal_route_lcn(CACHE, &p, NULL, &x64.t, &y64.t, message, sizeof message);
+    CHECK(status == MPSNORM_ERR_UNSUPPORTED, "float64 LCN: status %d", status);
+    CHECK(strstr(message, "float64") != NULL, "message: %s", message);
+    CHECK(fake.calls == 0 && all_bytes(&y64, SENTINEL), "float64 LCN: nothing run or written");
+
+    mpsnorm_inorm_params ip = inorm_params(2);
+    float store[2] = {-1.0f, -1.0f};
+    mpsnorm_vector dgamma = {store, MPSNORM_FLOAT32, 2, 1};
+    fake_reset();
+    message[0] = '\0';
+    status = mpsnorm_metal_route_inorm(CACHE, &ip, &x64.t, &x64.t, &y64.t, &dgamma, NULL, message,
+                                       sizeof message);
+    CHECK(status == MPSNORM_ERR_UNSUPPORTED, "float64 instance norm: status %d", status);
+    CHECK(strstr(message, "float64") != NULL, "message: %s", message);
+    CHECK(fake.calls == 0 && all_bytes(&y64, SENTINEL) && store[0] == -1.0f && store[1] == -1.0f,
+          "float64 instance norm: nothing run or written");
+    release(&x64);
+    release(&y64);
+
+    buffer x = make(NCHW, MPSNORM_FLOAT32, 1, 2, 6, 6, 0);
+    buffer y = make(NCHW, MPSNORM_FLOAT32, 1, 2, 6, 6, SENTINEL);
+    p = lcn_params(3, 5);
+    fake_reset();
+    message[0] = '\0';
+    status = mpsnorm_metal_route_lcn(CACHE, &p, NULL, &x.t, &y.t, message, sizeof message);
+    CHECK(status == MPSNORM_ERR_UNSUPPORTED, "3x5 LCN: status %d", status);
+    CHECK(strstr(message, "kernelWidth must be equal to kernelHeight") != NULL, "message: %s", message);
+    CHECK(fake.calls == 0 && all_bytes(&y, SENTINEL), "3x5: nothing run or written");
+    status = mpsnorm_metal_supports_lcn(&p, &x.t, message, sizeof message);
+    CHECK(status == MPSNORM_ERR_UNSUPPORTED, "supports_lcn 3x5: %d", status);
+    p = lcn_params(5, 5);
+    CHECK(mpsnorm_metal_supports_lcn(&p, &x.t, message, sizeof message) == MPSNORM_OK, "5x5 float32");
+    CHECK(mpsnorm_metal_supports_inorm(&ip, &x.t, message, sizeof message) == MPSNORM_OK, "inorm float32");
+    release(&x);
+    release(&y);
+
+    /* Sizes an MPS image cannot hold (only the shape is read). */
+    mpsnorm_tensor big;
+    memset(&big, 0, sizeof big);
+    big.dtype = MPSNORM_FLOAT16;
+    int64_t shapes[4][4] = {{1, 1, 1, 16385}, {1, 1, 16385, 1}, {1, 8193, 1, 1}, {1, 8192, 16384, 16384}};
+    int expected[4] = {MPSNORM_ERR_UNSUPPORTED, MPSNORM_ERR_UNSUPPORTED, MPSNORM_ERR_UNSUPPORTED, MPSNORM_OK};
+    for (int i = 0; i < 4; i++) {
+        memcpy(big.shape, shapes[i], sizeof big.shape);
+        message[0] = '\0';
+        status = mpsnorm_metal_supports_inorm(&ip, &big, message, sizeof message);
+        CHECK(status == expected[i], "shape %d: status %d (%s)", i, status, message);
+        status = mpsnorm_metal_supports_lcn(&p, &big, message, sizeof message);
+        CHECK(status == expected[i], "LCN shape %d: status %d (%s)", i, status, message);
+    }
+}
+
+/* A failing backend: outputs (passed through or staged) and vectors untouched,
+ * its message returned. */
+static void test_backend_failure(void)
+{
+    for (int staged = 0; staged < 2; staged++) {
+        buffer dy = make(NCHW, MPSNORM_FLOAT32, 2, 3, 4, 4, 0);
+        buffer x = make(NCHW, MPSNORM_FLOAT32, 2, 3, 4, 4, 0);
+        buffer dx = make(staged ? STRIDED : NCHW, MPSNORM_FLOAT32, 2, 3, 4, 4, SENTINEL);
+        fill_input(&dy, 1);
+        fill_input(&x, 0);
+        float store[3] = {-1.0f, -1.0f, -1.0f};
+        mpsnorm_vector dgamma = {store, MPSNORM_FLOAT32, 3, 1};
+        mpsnorm_inorm_params ip = inorm_params(3);
+        mpsnorm_lcn_params p = lcn_params(3, 3);
+        char message[MPSNORM_MESSAGE_SIZE] = "";
+        fake_reset();
+        fake.fail = 1;
+        int status = mpsnorm_metal_route_inorm(CACHE, &ip, &dy.t, &x.t, &dx.t, &dgamma, NULL,
+                                               message, sizeof message);
+        CHECK(status == MPSNORM_ERR_BACKEND_FAILURE, "status %d", status);
+        CHECK(strcmp(message, FAKE_MESSAGE) == 0, "message: %s", message);
+        CHECK(all_bytes(&dx, SENTINEL), "dx (%s) untouched", staged ? "staged" : "passed through");
+        CHECK(store[0] == -1.0f && store[1] == -1.0f && store[2] == -1.0f, "dgamma untouched");
+
+        fake_reset();
+        fake.fail = 1;
+        message[0] = '\0';
+        status = mpsnorm_metal_route_lcn(CACHE, &p, NULL, &x.t, &dx.t, message, sizeof message);
+        CHECK(status == MPSNORM_ERR_BACKEND_FAILURE && strcmp(message, FAKE_MESSAGE) == 0,
+              "LCN forward: status %d, message %s", status, message);
+        CHECK(all_bytes(&dx, SENTINEL), "y untouched");
+        release(&dy);
+        release(&x);
+        release(&dx);
+    }
+    fake_reset();
+}
+
+/* Staging memory that cannot be had: OUT_OF_MEMORY, nothing run or written. */
+static void test_out_of_memory(void)
+{
+    /* Inputs with zero strides may be huge; their staging copy cannot be. */
+    float x_store = 1.0f;
+    float y_store = 7.0f;
+    int64_t shapes[2][4] = {
+        {(int64_t)1 << 21, 8192, 16384, 16384}, /* 2^62 elements: bytes overflow size_t */
+        {128, 8192, 16384, 16384},              /* 2^48 elements: 1 PiB, no malloc gives it */
+    };
+    for (int i = 0; i < 2; i++) {
+        mpsnorm_tensor x = {&x_store, MPSNORM_FLOAT32, {0, 0, 0, 0}, {0, 0, 0, 0}};
+        mpsnorm_tensor y = x;
+        y.data = &y_store;
+        memcpy(x.shape, shapes[i], sizeof x.shape);
+        memcpy(y.shape, shapes[i], sizeof y.shape);
+        mpsnorm_lcn_params p = lcn_params(1, 1);
+        char message[MPSNORM_MESSAGE_SIZE] = "";
+        fake_reset();
+        int status = mpsnorm_metal_route_lcn(CACHE, &p, NULL, &x, &y, message, sizeof message);
+        CHECK(status == MPSNORM_ERR_OUT_OF_MEMORY, "case %d: status %d (%s)", i, status, message);
+        CHECK(strstr(message, "staging") != NULL, "case %d: message: %s", i, message);
+        CHECK(fake.calls == 0 && y_store == 7.0f, "case %d: nothing run or written", i);
+    }
+}
+
+static void test_no_cache(void)
+{
+    buffer x = make(NCHW, MPSNORM_FLOAT32, 1, 1, 2, 2, 0);
+    buffer y = make(NCHW, MPSNORM_FLOAT32, 1, 1, 2, 2, SENTINEL);
+    mpsnorm_lcn_params p = lcn_params(1, 1);
+    char message[MPSNORM_MESSAGE_SIZE] = "";
+    fake_reset();
+    int status = mpsnorm_metal_route_lcn(NULL, &p, NULL, &x.t, &y.t, message, sizeof message);
+    CHECK(status == MPSNORM_ERR_BACKEND_UNAVAILABLE, "status %d", status);
+    CHECK(fake.calls == 0 && all_bytes(&y, SENTINEL), "nothing run or written");
+    release(&x);
+    release(&y);
+}
+
+int main(void)
+{
+    static const struct {
+        const char *name;
+        void (*run)(void);
+    } tests[] = {
+        {"lcn_forward_forms", test_lcn_forward_forms},
+        {"lcn_gradient_roles", test_lcn_gradient_roles},
+        {"float16_bits", test_float16_bits},
+        {"size_one_axes", test_size_one_axes},
+        {"inorm_gradient_sums", test_inorm_gradient_sums},
+        {"refusals", test_refusals},
+        {"backend_failure", test_backend_failure},
+        {"out_of_memory", test_out_of_memory},
+        {"no_cache", test_no_cache},
+    };
+    int passed = 0, failed = 0;
+    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
+        checks_failed_in_test = 0;
+        tests[i].run();
+        if (checks_failed_in_test == 0) {
+            passed++;
+            printf("ok   %s\n", tests[i].name);
+        } else {
+            failed++;
+            printf("FAIL %s (%d checks)\n", tests[i].name, checks_failed_in_test);
+        }
+    }
+    fake_reset();
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed == 0 ? 0 : 1;
+}
