@@ -14,8 +14,18 @@
  *  - A failing call writes nothing to any output.
  *  - Pointers to descriptors and parameters are borrowed for the duration of
  *    the call only; the library keeps no pointer after it returns.
- *  - All functions are thread-safe: any number of threads may call any kernel
- *    at once, sharing an engine, parameters and inputs (outputs must differ).
+ *
+ * Thread safety
+ *  - Every function may be called from any number of threads at once. Calls
+ *    may share an engine, parameter structs and input tensors; each call's
+ *    outputs must be memory no other running call reads or writes.
+ *  - A parameter struct (and the gamma/beta arrays it points to) must not be
+ *    modified while a call that was given it is running: the call reads it
+ *    for its whole duration. Give each call its own copy to change parameters
+ *    concurrently (the Python layer copies them for every call).
+ *  - An engine must not be freed while a call uses it.
+ *  - mpsnorm_set_num_threads may run concurrently with kernel calls; each call
+ *    reads the setting once, when it starts.
  */
 #ifndef MPSNORM_H
 #define MPSNORM_H
