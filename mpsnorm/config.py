@@ -2,37 +2,38 @@
 flags that use them (``python -m mpsnorm config --cflags --libs``)."""
 import os
 import sys
+from typing import Callable, Dict, List
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 LIBRARY_FILE = "libmpsnorm.dylib" if sys.platform == "darwin" else "libmpsnorm.so"
 
 
-def get_include():
+def get_include() -> str:
     """The directory holding mpsnorm.h (for C) -- pass it with -I."""
     return os.path.join(PACKAGE_DIR, "include")
 
 
-def get_library_dir():
+def get_library_dir() -> str:
     """The directory holding the shared library libmpsnorm."""
     return PACKAGE_DIR
 
 
-def get_pkgconfig_dir():
+def get_pkgconfig_dir() -> str:
     """The directory holding mpsnorm.pc, for PKG_CONFIG_PATH."""
     return PACKAGE_DIR
 
 
-def cflags():
+def cflags() -> str:
     return f"-I{get_include()}"
 
 
-def libs():
+def libs() -> str:
     directory = get_library_dir()
     # The rpath lets the program find the library where the package lives.
     return f"-L{directory} -lmpsnorm -Wl,-rpath,{directory}"
 
 
-OPTIONS = {
+OPTIONS: Dict[str, Callable[[], str]] = {
     "--cflags": cflags,
     "--libs": libs,
     "--includedir": get_include,
@@ -41,7 +42,7 @@ OPTIONS = {
 }
 
 
-def main(arguments):
+def main(arguments: List[str]) -> int:
     """Prints the requested values on one line; exit status 2 on a bad option."""
     unknown = [argument for argument in arguments if argument not in OPTIONS]
     if unknown or not arguments:
