@@ -1,0 +1,201 @@
+"""Packaging: pyproject.toml (build system, metadata, extras, cibuildwheel), the
+source distribution's contents, and the Linux wheel: built, installed in a fresh
+virtual environment, the test suite run against it from outside the source tree.
+
+The sdist test needs `build` (skipped without it, a failure under CI=true). The
+wheel test takes minutes: it runs under CI=true or MPSNORM_TEST_WHEEL=1, from a
+source tree only (cibuildwheel runs the suite on its own wheels)."""
+import glob
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import zipfile
+
+import pytest
+
+import mpsnorm
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PYPROJECT = os.path.join(REPO, "pyproject.toml")
+IN_SOURCE_TREE = (os.path.realpath(os.path.dirname(os.path.dirname(mpsnorm.__file__)))
+                  == os.path.realpath(REPO))
+CI = os.environ.get("CI") == "true"
+
+needs_pyproject = pytest.mark.skipif(not os.path.isfile(PYPROJECT),
+                                     reason="pyproject.toml is not beside the tests")
+
+
+def load_pyproject():
+    try:
+        import tomllib
+    except ImportError:  # Python < 3.11
+        tomllib = pytest.importorskip("tomli", reason="reading TOML needs tomli on Python < 3.11")
+    with open(PYPROJECT, "rb") as file:
+        return tomllib.load(file)
+
+
+def require_build():
+    if importlib.util.find_spec("build") is None:
+        if CI:
+            pytest.fail("the `build` package is not installed (CI=true requires it)")
+        pytest.skip("the `build` package is not installed (pip install build)")
+
+
+def copy_source_tree(destination):
+    """The working tree as it is (build products included, which MANIFEST.in must drop)."""
+    shutil.copytree(REPO, destination, symlinks=True, ignore=shutil.ignore_patterns(
+        ".git", "build", "dist", "*.egg-info", ".pytest_cache", ".mypy_cache", "__pycache__",
+        ".benchmarks", ".venv*"))
+    return destination
+
+
+def run_build(source, outdir, *flags):
+    # --no-isolation: the build requirements (setuptools, Cython) are the test extras.
+    result = subprocess.run([sys.executable, "-m", "build", *flags, "--no-isolation",
+                             "--outdir", str(outdir), str(source)],
+                            capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    return result
+
+
+@needs_pyproject
+def test_pyproject_build_system_metadata_and_extras():
+    project = load_pyproject()
+    requires = project["build-system"]["requires"]
+    assert any(r.replace(" ", "").startswith("setuptools>=") for r in requires), requires
+    assert "Cython>=3.0" in requires, requires
+    assert project["build-system"]["build-backend"] == "setuptools.build_meta"
+    meta = project["project"]
+    assert meta["name"] == "mpsnorm" and meta["requires-python"] == ">=3.9"
+    assert meta["license"] == "MIT" and meta["readme"] == "README.md"
+    assert meta["dependencies"] == ["numpy"]  # torch stays optional
+    extras = meta["optional-dependencies"]
+    assert {"test", "bench", "torch"} <= set(extras)
+    assert any(r.startswith("torch") for r in extras["torch"])
+    assert "pytest" in extras["test"] and "pytest-benchmark" in extras["bench"]
+    data = project["tool"]["setuptools"]["package-data"]["mpsnorm"]
+    for pattern in ("include/*.h", "*.pxd", "*.pyi", "py.typed", "mpsnorm.pc"):
+        assert pattern in data, pattern
+
+
+@needs_pyproject
+def test_cibuildwheel_configuration():
+    config = load_pyproject()["tool"]["cibuildwheel"]
+    assert config["build"] == ["cp39-*", "cp310-*", "cp311-*", "cp312-*", "cp313-*"]
+    assert sorted(config["linux"]["archs"]) == ["aarch64", "x86_64"]
+    assert sorted(config["macos"]["archs"]) == ["arm64", "x86_64"]
+    assert config["macos"]["environment"]["MACOSX_DEPLOYMENT_TARGET"] == "10.13"
+    arm = [o for o in config["overrides"] if o["select"] == "*-macosx_arm64"]
+    assert arm and arm[0]["environment"]["MACOSX_DEPLOYMENT_TARGET"] == "11.0"
+    assert "pytest {project}/tests" in config["test-command"]
+    assert config["test-extras"] == ["test"]
+
+
+@needs_pyproject
+@pytest.mark.skipif(shutil.which("cibuildwheel") is None, reason="cibuildwheel is not installed")
+@pytest.mark.parametrize("platform,expected", [
+    ("linux", {f"{py}-manylinux_{arch}" for py in ("cp39", "cp310", "cp311", "cp312", "cp313")
+               for arch in ("x86_64", "aarch64")}),
+    ("macos", {f"{py}-macosx_{arch}" for py in ("cp39", "cp310", "cp311", "cp312", "cp313")
+               for arch in ("x86_64", "arm64")}),
+])
+def test_cibuildwheel_reads_the_configuration(platform, expected):
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("CIBW_")}
+    result = subprocess.run(["cibuildwheel", "--print-build-identifiers", "--platform", platform],
+                            cwd=REPO, env=environment, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert set(result.stdout.split()) == expected
+
+
+SDIST_MUST_HAVE = [
+    "README.md", "pyproject.toml", "setup.py", "MANIFEST.in", "PKG-INFO",
+    "mpsnorm/include/mpsnorm.h", "mpsnorm/mpsnorm.pc", "mpsnorm/py.typed",
+    "mpsnorm/__init__.pxd", "mpsnorm/libmpsnorm.pxd", "mpsnorm/_tensor.pxd", "mpsnorm/_dlpack.pxd",
+    "mpsnorm/_lcn.pxd", "mpsnorm/_instance_norm.pxd", "mpsnorm/_lcn.pyx", "mpsnorm/_tensor.pyx",
+    "mpsnorm/_lcn.pyi", "mpsnorm/_instance_norm.pyi", "mpsnorm/_backend.pyi",
+    "mpsnorm/_threads.pyi", "mpsnorm/torch.py", "mpsnorm/demo.py",
+    "tests/conftest.py", "tests/reference.py", "tests/c/Makefile", "tests/c/test_c_api.c",
+    "tests/objc/mps_declarations.h", "tests/stubtest_allowlist.txt", "tests/typing_sample.py",
+    "examples/gradients.c", "examples/train_tiny.py", "docs/lcn.png",
+]
+
+
+def tracked(pattern):
+    return sorted(os.path.relpath(p, REPO) for p in glob.glob(os.path.join(REPO, pattern)))
+
+
+@needs_pyproject
+def test_sdist_holds_sources_headers_pxd_objc_tests_and_examples(tmp_path):
+    require_build()
+    source = copy_source_tree(tmp_path / "src")
+    run_build(source, tmp_path / "dist", "--sdist")
+    (archive,) = glob.glob(str(tmp_path / "dist" / "mpsnorm-*.tar.gz"))
+    with tarfile.open(archive) as tar:
+        root = os.path.basename(archive)[:-len(".tar.gz")]
+        names = {name[len(root) + 1:] for name in tar.getnames() if name.startswith(root + "/")}
+    missing = [name for name in SDIST_MUST_HAVE if name not in names]
+    for pattern in ("objc/*.m", "mpsnorm/core/*.c", "mpsnorm/core/*.h", "mpsnorm/cpu/*.c",
+                    "mpsnorm/cpu/*.h", "mpsnorm/*.pxd", "mpsnorm/*.pyx", "tests/c/*.c",
+                    "tests/test_*.py"):
+        expected = tracked(pattern)
+        assert expected, pattern
+        missing += [name for name in expected if name not in names]
+    for pattern in ("bench/*.py", "fuzz/*.py", "fuzz/*.c", "tests/*/*.py"):  # where present
+        missing += [name for name in tracked(pattern) if name not in names]
+    assert not missing, missing
+    # Build products and Cython's output stay out.
+    unwanted = [name for name in names if name.endswith((".so", ".dylib", ".o", ".pyc"))
+                or (name.startswith("mpsnorm/_") and name.endswith(".c"))
+                or name.startswith(("build/", ".git/"))]
+    assert not unwanted, unwanted
+
+
+def wheel_test_reason():
+    if not IN_SOURCE_TREE:
+        return "mpsnorm is imported from an installed package, not this source tree"
+    wanted = os.environ.get("MPSNORM_TEST_WHEEL")
+    if wanted == "0" or not (CI or wanted == "1"):
+        return "takes minutes: runs under CI=true or MPSNORM_TEST_WHEEL=1 (0 turns it off)"
+    return None
+
+
+@pytest.mark.skipif(wheel_test_reason() is not None, reason=str(wheel_test_reason()))
+def test_wheel_installs_and_passes_the_tests_outside_the_source_tree(tmp_path):
+    require_build()
+    source = copy_source_tree(tmp_path / "src")
+    run_build(source, tmp_path / "dist", "--wheel")
+    (wheel,) = glob.glob(str(tmp_path / "dist" / "mpsnorm-*.whl"))
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+    for name in ("mpsnorm/py.typed", "mpsnorm/_lcn.pyi", "mpsnorm/_dlpack.pxd",
+                 "mpsnorm/include/mpsnorm.h", "mpsnorm/mpsnorm.pc", "mpsnorm/torch.py",
+                 "mpsnorm/demo.py", "mpsnorm/libmpsnorm.so"):
+        assert name in names, name
+    assert not [n for n in names if n.startswith("tests/") or n.endswith((".pyx", ".c"))]
+    # A fresh environment that sees this Python's packages (NumPy, pytest, torch, mypy)
+    # but holds its own mpsnorm: the wheel.
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)],
+                   check=True)
+    python = str(venv / "bin" / "python")
+    environment = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MYPYPATH")}
+    install = subprocess.run([python, "-m", "pip", "install", "--no-index", "--no-deps", wheel],
+                             env=environment, capture_output=True, text=True)
+    assert install.returncode == 0, install.stdout + install.stderr
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    where = subprocess.run([python, "-c", "import mpsnorm; print(mpsnorm.__file__)"],
+                           cwd=elsewhere, env=environment, capture_output=True, text=True,
+                           check=True).stdout
+    assert where.startswith(str(venv)), where
+    tests = os.path.join(REPO, "tests")
+    run = subprocess.run([python, "-m", "pytest", tests, "-q", "-p", "no:cacheprovider",
+                          "--ignore", os.path.join(tests, "test_packaging.py")],
+                         cwd=elsewhere, env=environment, capture_output=True, text=True,
+                         timeout=3600)
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
+    print(run.stdout.strip().splitlines()[-1])
