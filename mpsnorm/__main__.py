@@ -3,6 +3,9 @@ gradient kernels against finite differences (exit status 1 on any failure).
 
 python -m mpsnorm bench [--full]: speed against NumPy (and PyTorch where installed).
 
+python -m mpsnorm demo [--out lcn.png] [--kernel-size 15]: a PNG of a synthetic
+image before and after local contrast normalization.
+
 python -m mpsnorm config [--cflags] [--libs] [--includedir] [--libdir] [--pkgconfigdir]:
 compiler flags and paths for C programs that use libmpsnorm."""
 import sys
@@ -19,6 +22,10 @@ def main(argv=None):
         from mpsnorm import bench
 
         return bench.main(argv[1:])
+    if argv and argv[0] == "demo":
+        from mpsnorm import demo
+
+        return demo.main(argv[1:])
     if argv and argv[0] == "config":
         from mpsnorm import config
 
