@@ -4,6 +4,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -19,9 +20,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run_python(code, timeout=120):
-    """Runs `code` in a fresh interpreter from the repository root; returns (stdout, seconds)."""
+    """Runs `code` in a fresh interpreter outside the source tree (so the installed package is
+    the one imported); returns (stdout, seconds)."""
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=REPO,
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=tempfile.gettempdir(),
                           capture_output=True, text=True, timeout=timeout)
     elapsed = time.perf_counter() - t0
     assert proc.returncode == 0, "subprocess failed:\n%s\n%s" % (proc.stdout, proc.stderr)
