@@ -1,276 +1,272 @@
 /*
- * lcn.c -- local contrast normalization, forward and gradient, on the CPU.
+ * lcn.c -- local contrast normalization, forward and gradient, on the CPU
+ * (the driver: job set-up, scratch layout, bands and threads; the loops are
+ * in kern_lcn.h and kern_box.h).
  *
- * Per plane, in double whatever the storage dtype (SPEC.md):
- *   M = boxsum(X)/N, VAR = max(boxsum(X^2)/N - M^2, 0), T = delta + alpha*VAR,
- *   D = T^-beta, Y = pm + ps*(X - p0*M)*D, N = kw*kh;
- *   dX = ps*(G - (p0/N)*Badj(G) - (2*alpha*beta/N)*(X*Badj(U) - Badj(U*M))),
- *   G = dY*D, U = dY*(X - p0*M)*D/T,
- * where Badj is the box sum over the mirrored window. Each plane is done by
- * one worker start to end, so results do not depend on the thread count.
+ * Tasks are (plane, band) pairs, bands being runs of band_rows output rows
+ * fixed by the shape. A worker gets a contiguous range of tasks and streams
+ * the consecutive bands of one plane as a single run of rows, so a plane
+ * costs one halo per worker. Every output value is computed by the same
+ * operations in the same order wherever the run starts (window sums anchored
+ * to the plane), so results are bitwise identical for any thread count.
  */
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "backend.h"
-#include "box_sum.h"
-#include "plane_io.h"
+#include "kernels.h"
 #include "scratch.h"
 #include "threads.h"
 
-/* How T^-beta is computed: exact special cases for the common betas. */
-enum { POWER_RSQRT, POWER_RECIPROCAL, POWER_GENERAL };
+/* A band has at least this many rows, and at least LCN_BAND_ELEMENTS pixels. */
+#define LCN_BAND_MIN_ROWS 16
+#define LCN_BAND_ELEMENTS ((int64_t)1 << 16)
+/* Output rows per strip: at least 32, more for narrow planes. */
+#define LCN_STRIP_ROWS 32
+#define LCN_STRIP_ELEMENTS 8192
+#define LCN_ALIGN 64
+/* Scratch of a small one-worker call, on the caller's stack. */
+#define LCN_LOCAL_DOUBLES 2048
 
-typedef struct lcn_job {
-    const mpsnorm_tensor *x;
-    const mpsnorm_tensor *dy;  /* gradient only */
-    const mpsnorm_tensor *out; /* y or dx */
-    int64_t channels, h, w, plane;
-    int64_t left, right, up, down; /* window: columns [i-left, i+right], rows [j-up, j+down] */
-    double count;                  /* N = kw * kh */
-    double alpha, beta, delta, p0, pm, ps;
-    int power;
-    double d_const;                /* T^-beta for alpha == 0 */
+typedef struct lcn_run {
+    mpsnorm_lcn_job job;
+    mpsnorm_lcn_layout layout;
+    const mpsnorm_kernels *kernels;
     mpsnorm_scratch scratch;
-} lcn_job;
+} lcn_run;
 
-static double power_of(int power, double beta, double t)
+static int64_t clip(int64_t extent, int64_t n)
 {
-    switch (power) {
-    case POWER_RSQRT:
-        return 1.0 / sqrt(t);
-    case POWER_RECIPROCAL:
-        return 1.0 / t;
-    default:
-        return pow(t, -beta);
+    return extent < n - 1 ? extent : n - 1;
+}
+
+/* offset of the next section of `bytes`, or -1 on overflow */
+static int64_t take(int64_t *total, int64_t bytes)
+{
+    int64_t at = *total;
+    if (bytes < 0 || at < 0 || bytes > INT64_MAX - at - LCN_ALIGN) {
+        *total = -1;
+        return -1;
+    }
+    *total = (at + bytes + LCN_ALIGN - 1) / LCN_ALIGN * LCN_ALIGN;
+    return at;
+}
+
+/* rows * pitch * size; mpsnorm_lcn_layout_of has checked that no section
+ * exceeds 2^56 bytes (and their sum fits) before calling this */
+static int64_t rows_bytes(int64_t rows, int64_t pitch, int64_t size)
+{
+    return rows * pitch * size;
+}
+
+int64_t mpsnorm_lcn_layout_of(const mpsnorm_lcn_job *job, mpsnorm_lcn_layout *lay)
+{
+    const int grad = job->gradient, squares = job->alpha != 0.0;
+    const int64_t ts = job->dtype == MPSNORM_FLOAT64 ? 8 : 4;
+    int64_t total = 0, pitch, cap, temp, strip, vlen, hlen, q, g;
+    int64_t offsets[32];
+    int k = 0;
+
+    memset(lay, 0, sizeof *lay);
+    if (job->w > INT64_MAX - 16)
+        return -1;
+    pitch = (job->w + 15) / 16 * 16;
+    vlen = clip(job->up, job->h) + clip(job->down, job->h) + 1;
+    hlen = clip(job->left, job->w) + clip(job->right, job->w) + 1;
+    strip = LCN_STRIP_ELEMENTS / pitch;
+    if (strip < LCN_STRIP_ROWS)
+        strip = LCN_STRIP_ROWS;
+    if (strip > job->h)
+        strip = job->h;
+    if (vlen > INT64_MAX / 4 - strip)
+        return -1;
+    for (cap = 1; cap < strip + 2 * vlen + 2; cap *= 2)
+        ;
+    temp = strip + vlen + 1;
+    /* every section is at most (cap + 3*vlen + 64) rows of pitch doubles */
+    {
+        int64_t rows_max = mpsnorm_size_mad(3, vlen, cap + 64);
+        int64_t bytes_max = rows_max < 0 ? -1 : mpsnorm_size_mad(rows_max, pitch + hlen, 0);
+        if (bytes_max < 0 || bytes_max > ((int64_t)1 << 53))
+            return -1;
+    }
+    lay->strip = strip;
+    lay->pitch = pitch;
+    lay->cap = cap;
+    lay->temp = temp;
+    lay->vlen = vlen;
+    lay->hlen = hlen;
+    lay->tsize = (size_t)ts;
+
+    g = grad ? 1 : 0;
+    q = grad && squares ? 1 : 0;
+    /* in the order of the fields */
+    offsets[k++] = take(&total, rows_bytes(cap, pitch, ts));                       /* xring */
+    offsets[k++] = take(&total, rows_bytes(cap, 1, (int64_t)sizeof(void *)));      /* xptr */
+    offsets[k++] = take(&total, rows_bytes(cap, pitch, 8));                        /* hxring */
+    offsets[k++] = take(&total, squares ? rows_bytes(cap, pitch, 8) : 0);          /* hqring */
+    offsets[k++] = take(&total, rows_bytes(2 * vlen, pitch, 8));                   /* v1suf */
+    offsets[k++] = take(&total, rows_bytes(2, pitch, 8));                          /* v1pre */
+    offsets[k++] = take(&total, rows_bytes(g * temp, pitch, ts));                  /* dyt */
+    offsets[k++] = take(&total, rows_bytes(g * cap, pitch, ts));                   /* gring */
+    offsets[k++] = take(&total, rows_bytes(g * cap, pitch, ts));                   /* hgring */
+    offsets[k++] = take(&total, rows_bytes(q * cap, pitch, ts));                   /* huring */
+    offsets[k++] = take(&total, rows_bytes(q * temp, pitch, ts));                  /* ut */
+    offsets[k++] = take(&total, rows_bytes(g * temp, pitch, ts));                  /* umt: W */
+    offsets[k++] = take(&total, rows_bytes(strip, pitch, ts));                     /* outt */
+    offsets[k++] = take(&total, rows_bytes(g * 2 * vlen, pitch, ts));              /* v2suf */
+    offsets[k++] = take(&total, rows_bytes(g * 2, pitch, ts));                     /* v2pre */
+    offsets[k++] = take(&total, rows_bytes(pitch + hlen, 64, 1));                  /* ext */
+    offsets[k++] = take(&total, rows_bytes(pitch, 64, 1));                         /* sums1 */
+    offsets[k++] = take(&total, rows_bytes(pitch, 64, 1));                         /* sums2 */
+    offsets[k++] = take(&total, rows_bytes(1, pitch, 8));                          /* zero */
+    offsets[k++] = take(&total, rows_bytes(1, pitch, 8));                          /* dummy */
+    if (total < 0)
+        return -1;
+    k = 0;
+    lay->xring = (size_t)offsets[k++];
+    lay->xptr = (size_t)offsets[k++];
+    lay->hxring = (size_t)offsets[k++];
+    lay->hqring = (size_t)offsets[k++];
+    lay->v1suf = (size_t)offsets[k++];
+    lay->v1pre = (size_t)offsets[k++];
+    lay->dyt = (size_t)offsets[k++];
+    lay->gring = (size_t)offsets[k++];
+    lay->hgring = (size_t)offsets[k++];
+    lay->huring = (size_t)offsets[k++];
+    lay->ut = (size_t)offsets[k++];
+    lay->umt = (size_t)offsets[k++];
+    lay->outt = (size_t)offsets[k++];
+    lay->v2suf = (size_t)offsets[k++];
+    lay->v2pre = (size_t)offsets[k++];
+    lay->ext = (size_t)offsets[k++];
+    lay->sums1 = (size_t)offsets[k++];
+    lay->sums2 = (size_t)offsets[k++];
+    lay->zero = (size_t)offsets[k++];
+    lay->dummy = (size_t)offsets[k++];
+    lay->total = (size_t)total;
+    return total;
+}
+
+static void *aligned_block(void *block)
+{
+    return (void *)(((uintptr_t)block + LCN_ALIGN - 1) & ~(uintptr_t)(LCN_ALIGN - 1));
+}
+
+static void lcn_task(void *context, int64_t first, int64_t last, int worker)
+{
+    const lcn_run *run = (const lcn_run *)context;
+    const mpsnorm_lcn_job *job = &run->job;
+    void *scratch = aligned_block(run->scratch.block[worker]);
+    int64_t task = first;
+
+    /* rows are read a whole vector at a time: the columns past the plane's
+     * width must hold finite numbers, and zero is what nothing overwrites */
+    memset(scratch, 0, run->layout.total);
+
+    while (task < last) {
+        /* the consecutive bands of one plane in this range, as one run of rows */
+        const int64_t plane = task / job->bands;
+        const int64_t band0 = task % job->bands;
+        int64_t band1 = band0 + (last - task);
+        int64_t row_end;
+        if (band1 > job->bands)
+            band1 = job->bands;
+        row_end = band1 * job->band_rows;
+        if (row_end > job->h)
+            row_end = job->h;
+        run->kernels->lcn_rows(job, &run->layout, plane, band0 * job->band_rows, row_end,
+                               scratch);
+        task += band1 - band0;
     }
 }
 
-/* Forward: Y into ym from X in xs, window sums in ms and qs. */
-static void lcn_forward_pixels(const lcn_job *job, const double *restrict xs,
-                               double *restrict ms, const double *restrict qs)
+static int lcn_main(const mpsnorm_lcn_params *params, const mpsnorm_tensor *dy,
+                    const mpsnorm_tensor *x, const mpsnorm_tensor *out)
 {
-    const int64_t count = job->plane;
-    const double n = job->count, alpha = job->alpha, delta = job->delta;
-    const double p0 = job->p0, pm = job->pm, ps = job->ps, beta = job->beta;
-    int64_t k;
-
-    if (alpha == 0.0) {
-        const double d = job->d_const;
-        for (k = 0; k < count; ++k) {
-            double m = ms[k] / n;
-            ms[k] = pm + ps * (xs[k] - p0 * m) * d;
-        }
-        return;
-    }
-
-#define LCN_FORWARD_LOOP(D_OF_T)                                   \
-    for (k = 0; k < count; ++k) {                                  \
-        double m = ms[k] / n;                                      \
-        double var = qs[k] / n - m * m;                            \
-        double t, d;                                               \
-        if (var < 0.0)                                             \
-            var = 0.0;                                             \
-        t = delta + alpha * var;                                   \
-        d = (D_OF_T);                                              \
-        ms[k] = pm + ps * (xs[k] - p0 * m) * d;                    \
-    }
-
-    switch (job->power) {
-    case POWER_RSQRT:
-        LCN_FORWARD_LOOP(1.0 / sqrt(t))
-        break;
-    case POWER_RECIPROCAL:
-        LCN_FORWARD_LOOP(1.0 / t)
-        break;
-    default:
-        LCN_FORWARD_LOOP(pow(t, -beta))
-        break;
-    }
-#undef LCN_FORWARD_LOOP
-}
-
-static void lcn_forward_task(void *context, int64_t first, int64_t last, int worker)
-{
-    const lcn_job *job = (const lcn_job *)context;
-    const int64_t plane = job->plane;
-    double *xs = job->scratch.block[worker];
-    double *ms = xs + plane;
-    double *qs = ms + plane;
-    double *box = qs + plane;
-    int64_t task, k;
-
-    for (task = first; task < last; ++task) {
-        int64_t n = task / job->channels, c = task % job->channels;
-
-        mpsnorm_plane_load(job->x, n, c, xs);
-        mpsnorm_box_sum(xs, ms, job->h, job->w, job->left, job->right, job->up, job->down, box);
-        if (job->alpha != 0.0) {
-            for (k = 0; k < plane; ++k)
-                qs[k] = xs[k] * xs[k];
-            mpsnorm_box_sum(qs, qs, job->h, job->w, job->left, job->right, job->up, job->down,
-                            box);
-        }
-        lcn_forward_pixels(job, xs, ms, qs);
-        mpsnorm_plane_store(job->out, n, c, ms);
-    }
-}
-
-/*
- * Gradient pixel pass (alpha != 0). In: xs = X, gs = dY, ms = boxsum(X),
- * us = boxsum(X^2). Out: gs = G, us = U, ms = U*M.
- */
-static void lcn_gradient_pixels(const lcn_job *job, const double *restrict xs,
-                                double *restrict gs, double *restrict ms, double *restrict us)
-{
-    const int64_t count = job->plane;
-    const double n = job->count, alpha = job->alpha, delta = job->delta;
-    const double p0 = job->p0, beta = job->beta;
-    int64_t k;
-
-#define LCN_GRADIENT_LOOP(D_OF_T)                                  \
-    for (k = 0; k < count; ++k) {                                  \
-        double m = ms[k] / n;                                      \
-        double var = us[k] / n - m * m;                            \
-        double t, d, dy, u;                                        \
-        if (var < 0.0)                                             \
-            var = 0.0;                                             \
-        t = delta + alpha * var;                                   \
-        d = (D_OF_T);                                              \
-        dy = gs[k];                                                \
-        u = dy * (xs[k] - p0 * m) * d / t;                         \
-        gs[k] = dy * d;                                            \
-        us[k] = u;                                                 \
-        ms[k] = u * m;                                             \
-    }
-
-    switch (job->power) {
-    case POWER_RSQRT:
-        LCN_GRADIENT_LOOP(1.0 / sqrt(t))
-        break;
-    case POWER_RECIPROCAL:
-        LCN_GRADIENT_LOOP(1.0 / t)
-        break;
-    default:
-        LCN_GRADIENT_LOOP(pow(t, -beta))
-        break;
-    }
-#undef LCN_GRADIENT_LOOP
-}
-
-static void lcn_gradient_task(void *context, int64_t first, int64_t last, int worker)
-{
-    const lcn_job *job = (const lcn_job *)context;
-    const int64_t plane = job->plane, h = job->h, w = job->w;
-    /* mirrored window of the adjoint: left and right (up and down) swapped */
-    const int64_t al = job->right, ar = job->left, au = job->down, ad = job->up;
-    const double ps = job->ps, c1 = job->p0 / job->count;
-    const double c2 = 2.0 * job->alpha * job->beta / job->count;
-    double *xs = job->scratch.block[worker];
-    double *gs = xs + plane;
-    double *ms = gs + plane;
-    double *us = ms + plane;
-    double *box = us + plane;
-    int64_t task, k;
-
-    for (task = first; task < last; ++task) {
-        int64_t n = task / job->channels, c = task % job->channels;
-
-        mpsnorm_plane_load(job->dy, n, c, gs);
-
-        if (job->alpha == 0.0) {
-            /* T = delta everywhere: only the mean term remains, X is not
-             * needed at all (the U terms are skipped, as SPEC allows) */
-            const double d = job->d_const;
-            for (k = 0; k < plane; ++k)
-                gs[k] = gs[k] * d;
-            mpsnorm_box_sum(gs, us, h, w, al, ar, au, ad, box);
-            for (k = 0; k < plane; ++k)
-                us[k] = ps * (gs[k] - c1 * us[k]);
-            mpsnorm_plane_store(job->out, n, c, us);
-            continue;
-        }
-
-        mpsnorm_plane_load(job->x, n, c, xs);
-        mpsnorm_box_sum(xs, ms, h, w, job->left, job->right, job->up, job->down, box);
-        for (k = 0; k < plane; ++k)
-            us[k] = xs[k] * xs[k];
-        mpsnorm_box_sum(us, us, h, w, job->left, job->right, job->up, job->down, box);
-        lcn_gradient_pixels(job, xs, gs, ms, us);
-
-        mpsnorm_box_sum(us, us, h, w, al, ar, au, ad, box); /* Badj(U) */
-        mpsnorm_box_sum(ms, ms, h, w, al, ar, au, ad, box); /* Badj(U*M) */
-        for (k = 0; k < plane; ++k)
-            ms[k] = xs[k] * us[k] - ms[k];
-        mpsnorm_box_sum(gs, us, h, w, al, ar, au, ad, box); /* Badj(G) */
-        for (k = 0; k < plane; ++k)
-            us[k] = ps * (gs[k] - c1 * us[k] - c2 * ms[k]);
-        mpsnorm_plane_store(job->out, n, c, us);
-    }
-}
-
-/* Shared set-up of both directions; planes_needed counts the H x W buffers. */
-static int lcn_run(const mpsnorm_lcn_params *params, const mpsnorm_tensor *dy,
-                   const mpsnorm_tensor *x, const mpsnorm_tensor *out, int64_t planes_needed,
-                   int64_t ops_per_pixel, mpsnorm_task_fn fn)
-{
-    lcn_job job;
-    int64_t tasks, box_size, per_worker, work;
+    lcn_run run;
+    mpsnorm_lcn_job *job = &run.job;
+    double local[LCN_LOCAL_DOUBLES]; /* the scratch of a small call */
+    int64_t plane, tasks, bytes, work;
     int workers, status;
 
-    job.x = x;
-    job.dy = dy;
-    job.out = out;
-    job.channels = x->shape[1];
-    job.h = x->shape[2];
-    job.w = x->shape[3];
-    job.plane = mpsnorm_size_mad(job.h, job.w, 0);
-    if (job.plane < 0)
+    memset(&run, 0, sizeof run);
+    job->x = x;
+    job->dy = dy;
+    job->out = out;
+    job->dtype = x->dtype;
+    job->gradient = dy != NULL;
+    job->n = x->shape[0];
+    job->c = x->shape[1];
+    job->h = x->shape[2];
+    job->w = x->shape[3];
+    /* a plane whose bytes do not fit in the address space cannot exist */
+    plane = mpsnorm_size_mad(job->h, job->w, 0);
+    if (plane < 0 || mpsnorm_size_mad(plane, 8, 0) < 0)
         return MPSNORM_ERR_OUT_OF_MEMORY;
-    job.left = (params->kernel_width - 1) / 2;
-    job.right = params->kernel_width / 2;
-    job.up = (params->kernel_height - 1) / 2;
-    job.down = params->kernel_height / 2;
-    job.count = (double)params->kernel_width * (double)params->kernel_height;
-    job.alpha = (double)params->alpha;
-    job.beta = (double)params->beta;
-    job.delta = (double)params->delta;
-    job.p0 = (double)params->p0;
-    job.pm = (double)params->pm;
-    job.ps = (double)params->ps;
-    job.power = job.beta == 0.5 ? POWER_RSQRT
-              : job.beta == 1.0 ? POWER_RECIPROCAL
-                                : POWER_GENERAL;
-    job.d_const = power_of(job.power, job.beta, job.delta);
+    {
+        int64_t total = mpsnorm_size_mad(plane, job->n * job->c, 0);
+        job->stream_out = total >= 0 && total > MPSNORM_STREAM_BYTES / 8 && out->strides[3] == 1;
+    }
+    job->left = (params->kernel_width - 1) / 2;
+    job->right = params->kernel_width / 2;
+    job->up = (params->kernel_height - 1) / 2;
+    job->down = params->kernel_height / 2;
+    job->count = (double)params->kernel_width * (double)params->kernel_height;
+    job->alpha = (double)params->alpha;
+    job->beta = (double)params->beta;
+    job->delta = (double)params->delta;
+    job->p0 = (double)params->p0;
+    job->pm = (double)params->pm;
+    job->ps = (double)params->ps;
+    job->power = job->beta == 0.5 ? MPSNORM_POWER_RSQRT
+               : job->beta == 1.0 ? MPSNORM_POWER_RECIPROCAL
+                                  : MPSNORM_POWER_GENERAL;
+    job->d_const = job->power == MPSNORM_POWER_RSQRT        ? 1.0 / sqrt(job->delta)
+                 : job->power == MPSNORM_POWER_RECIPROCAL ? 1.0 / job->delta
+                                                            : pow(job->delta, -job->beta);
+    if (job->dtype != MPSNORM_FLOAT64) /* the float path's constant, as it computes it */
+        job->d_const = job->power == MPSNORM_POWER_RSQRT ? 1.0f / sqrtf((float)job->delta)
+                     : job->power == MPSNORM_POWER_RECIPROCAL
+                         ? 1.0f / (float)job->delta
+                         : powf((float)job->delta, -(float)job->beta);
+    job->band_rows = (LCN_BAND_ELEMENTS + job->w - 1) / job->w;
+    if (job->band_rows < LCN_BAND_MIN_ROWS)
+        job->band_rows = LCN_BAND_MIN_ROWS;
+    if (job->band_rows > job->h)
+        job->band_rows = job->h;
+    job->bands = (job->h + job->band_rows - 1) / job->band_rows;
 
-    box_size = mpsnorm_box_scratch_size(job.h, job.w);
-    per_worker = box_size < 0 ? -1 : mpsnorm_size_mad(planes_needed, job.plane, box_size);
-    if (per_worker < 0)
+    bytes = mpsnorm_lcn_layout_of(job, &run.layout);
+    if (bytes < 0 || bytes > INT64_MAX - LCN_ALIGN)
         return MPSNORM_ERR_OUT_OF_MEMORY;
+    run.kernels = mpsnorm_kernels_get();
 
-    tasks = x->shape[0] * x->shape[1];
-    work = job.plane > INT64_MAX / ops_per_pixel ? INT64_MAX : job.plane * ops_per_pixel;
+    tasks = job->n * job->c * job->bands;
+    work = job->band_rows > INT64_MAX / job->w ? INT64_MAX : job->band_rows * job->w;
+    work = work > INT64_MAX / 40 ? INT64_MAX : work * (job->gradient ? 40 : 16);
     workers = mpsnorm_workers_for(tasks, work);
-    status = mpsnorm_scratch_alloc(&job.scratch, workers, per_worker);
+    status = mpsnorm_scratch_alloc_local(&run.scratch, workers,
+                                         (bytes + LCN_ALIGN + 7) / (int64_t)sizeof(double),
+                                         local, LCN_LOCAL_DOUBLES);
     if (status != MPSNORM_OK)
         return status;
-
-    mpsnorm_parallel_for(tasks, workers, fn, &job);
-    mpsnorm_scratch_free(&job.scratch);
+    mpsnorm_parallel_for(tasks, workers, lcn_task, &run);
+    mpsnorm_scratch_free(&run.scratch);
     return MPSNORM_OK;
 }
 
 int mpsnorm_cpu_lcn_forward(const mpsnorm_lcn_params *params, const mpsnorm_tensor *x,
                             const mpsnorm_tensor *y)
 {
-    /* X, window sum of X, window sum of X^2 */
-    return lcn_run(params, NULL, x, y, 3, 16, lcn_forward_task);
+    return lcn_main(params, NULL, x, y);
 }
 
 int mpsnorm_cpu_lcn_gradient(const mpsnorm_lcn_params *params, const mpsnorm_tensor *dy,
                              const mpsnorm_tensor *x, const mpsnorm_tensor *dx)
 {
-    /* X, G, M / U*M, U */
-    return lcn_run(params, dy, x, dx, 4, 40, lcn_gradient_task);
+    return lcn_main(params, dy, x, dx);
 }

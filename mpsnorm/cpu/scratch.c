@@ -28,14 +28,32 @@ double *mpsnorm_alloc_doubles(int64_t count)
     return (double *)malloc((size_t)count * sizeof(double));
 }
 
-int mpsnorm_scratch_alloc(mpsnorm_scratch *scratch, int workers, int64_t doubles)
+int mpsnorm_scratch_alloc_local(mpsnorm_scratch *scratch, int workers, int64_t doubles,
+                                double *local, int64_t local_doubles)
 {
     int w;
 
     scratch->workers = 0;
     scratch->block = NULL;
+    scratch->single = NULL;
+    scratch->borrowed = 0;
     if (workers < 1 || doubles < 0)
         return MPSNORM_ERR_OUT_OF_MEMORY;
+    if (workers == 1) {
+        scratch->block = &scratch->single;
+        scratch->workers = 1;
+        if (local != NULL && doubles <= local_doubles) {
+            scratch->single = local;
+            scratch->borrowed = 1;
+            return MPSNORM_OK;
+        }
+        scratch->single = mpsnorm_alloc_doubles(doubles);
+        if (scratch->single == NULL) {
+            mpsnorm_scratch_free(scratch);
+            return MPSNORM_ERR_OUT_OF_MEMORY;
+        }
+        return MPSNORM_OK;
+    }
     scratch->block = (double **)calloc((size_t)workers, sizeof(double *));
     if (scratch->block == NULL)
         return MPSNORM_ERR_OUT_OF_MEMORY;
@@ -50,15 +68,24 @@ int mpsnorm_scratch_alloc(mpsnorm_scratch *scratch, int workers, int64_t doubles
     return MPSNORM_OK;
 }
 
+int mpsnorm_scratch_alloc(mpsnorm_scratch *scratch, int workers, int64_t doubles)
+{
+    return mpsnorm_scratch_alloc_local(scratch, workers, doubles, NULL, 0);
+}
+
 void mpsnorm_scratch_free(mpsnorm_scratch *scratch)
 {
     int w;
 
     if (scratch->block != NULL) {
         for (w = 0; w < scratch->workers; ++w)
-            free(scratch->block[w]);
-        free(scratch->block);
+            if (!(w == 0 && scratch->borrowed))
+                free(scratch->block[w]);
+        if (scratch->block != &scratch->single)
+            free(scratch->block);
     }
     scratch->workers = 0;
     scratch->block = NULL;
+    scratch->single = NULL;
+    scratch->borrowed = 0;
 }

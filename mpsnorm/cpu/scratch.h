@@ -12,6 +12,8 @@
 typedef struct mpsnorm_scratch {
     int workers;
     double **block; /* block[w]: the doubles of worker w */
+    double *single; /* the pointer array of a one-worker call */
+    int borrowed;   /* block[0] is the caller's buffer */
 } mpsnorm_scratch;
 
 /*
@@ -20,6 +22,11 @@ typedef struct mpsnorm_scratch {
  * left allocated. `doubles` < 0 means the size computation overflowed.
  */
 int mpsnorm_scratch_alloc(mpsnorm_scratch *scratch, int workers, int64_t doubles);
+
+/* The same, but a one-worker call that fits in the caller's `local` buffer
+ * (local_doubles long, may be NULL) uses it: no allocation for small calls. */
+int mpsnorm_scratch_alloc_local(mpsnorm_scratch *scratch, int workers, int64_t doubles,
+                                double *local, int64_t local_doubles);
 void mpsnorm_scratch_free(mpsnorm_scratch *scratch);
 
 /* a*b + c for sizes >= 0, or -1 if any input is < 0 or the result overflows. */

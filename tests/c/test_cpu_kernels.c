@@ -27,7 +27,7 @@
 #include <string.h>
 
 #include "backend.h"
-#include "box_sum.h"
+#include "kernels.h"
 #include "half.h"
 #include "threads.h"
 
@@ -801,44 +801,60 @@ static void test_half(void)
           "half: NaN converts to NaN");
 }
 
+/*
+ * Window sums of every size through the LCN forward in float64: with
+ * alpha = 0, delta = 1, p0 = 1, pm = 0, ps = 1 the forward is X - boxsum(X)/N,
+ * so every output checks one window sum (and the gradient the adjoint sums).
+ */
 static void test_box_sum(void)
 {
     int trial, bad = 0;
     double worst = 0.0;
     for (trial = 0; trial < 300; ++trial) {
-        int64_t h = 1 + (int64_t)(rng_next() % 12), w = 1 + (int64_t)(rng_next() % 12);
-        int64_t left = (int64_t)(rng_next() % 16), right = (int64_t)(rng_next() % 16);
-        int64_t up = (int64_t)(rng_next() % 16), down = (int64_t)(rng_next() % 16);
-        int64_t j, i, r, c, size = mpsnorm_box_scratch_size(h, w);
-        double *in = dalloc(h * w), *out = dalloc(h * w), *scratch = dalloc(size);
-        double *inplace = dalloc(h * w);
+        int64_t shape[4] = {1, 1, 1 + (int64_t)(rng_next() % 12), 1 + (int64_t)(rng_next() % 12)};
+        int64_t kw = 1 + (int64_t)(rng_next() % 31), kh = 1 + (int64_t)(rng_next() % 31);
+        int64_t count = count_of(shape), k;
+        double *x = dalloc(count), *dy = dalloc(count), *xr = dalloc(count), *dyr = dalloc(count);
+        double *out = dalloc(count), *ref = dalloc(count);
+        lcn_case lc;
+        ref_lcn rp;
+        int gaps, status, g;
         if (trial % 10 == 0) {
-            left *= 1000;
-            down *= 1000;
+            kw = kw * 1000 + 1;
+            kh = kh * 999;
         }
-        fill_random(in, h * w, 0.0, 1.0);
-        memcpy(inplace, in, (size_t)(h * w) * sizeof(double));
-        mpsnorm_box_sum(in, out, h, w, left, right, up, down, scratch);
-        mpsnorm_box_sum(inplace, inplace, h, w, left, right, up, down, scratch);
-        for (j = 0; j < h; ++j)
-            for (i = 0; i < w; ++i) {
-                double s = 0.0, e;
-                for (r = imax(0, j - up); r <= imin(h - 1, j + down); ++r)
-                    for (c = imax(0, i - left); c <= imin(w - 1, i + right); ++c)
-                        s += in[r * w + c];
-                e = fabs(out[j * w + i] - s);
+        fill_random(x, count, 0.0, 1.0);
+        fill_random(dy, count, 0.0, 1.0);
+        lc.dtype = MPSNORM_FLOAT64;
+        memcpy(lc.shape, shape, sizeof lc.shape);
+        lc.params = lcn_params(kw, kh, 0);
+        lc.params.delta = 1.0f;
+        lc.lx = lc.ldy = lc.lout = &L_NCHW;
+        rp = widen_lcn(&lc.params);
+        for (g = 0; g < 2; ++g) {
+            lc.gradient = g;
+            status = run_lcn(&lc, x, dy, xr, dyr, out, &gaps);
+            if (g)
+                ref_lcn_gradient(dyr, xr, ref, shape, &rp);
+            else
+                ref_lcn_forward(xr, ref, shape, &rp);
+            for (k = 0; k < count; ++k) {
+                double e = fabs(out[k] - ref[k]);
                 if (e > worst)
                     worst = e;
-                if (!(e <= 1e-13 * (1.0 + fabs(s))) || out[j * w + i] != inplace[j * w + i])
+                if (!(e <= 1e-13) || status != MPSNORM_OK || !gaps)
                     ++bad;
             }
-        free(in);
+        }
+        free(x);
+        free(dy);
+        free(xr);
+        free(dyr);
         free(out);
-        free(scratch);
-        free(inplace);
+        free(ref);
     }
-    check(bad == 0, "box sum: 300 random planes/windows (huge too) vs direct loop, in-place "
-                    "identical (max err %.3g, %d bad)",
+    check(bad == 0, "box sum: 300 random planes/windows (huge too) through LCN forward and "
+                    "gradient vs direct loops (max err %.3g, %d bad)",
           worst, bad);
 }
 
@@ -1448,6 +1464,128 @@ static void test_thread_determinism(void)
     free(dy);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Bands, strips and threads on wide planes                                  */
+
+/*
+ * Planes wide enough to be cut into several bands (and strips), with few
+ * planes so bands are spread over threads: every kernel gives the same bits
+ * for 1, 2, 3 and 8 threads, and matches the reference.
+ */
+static void test_bands(void)
+{
+    static const int64_t shapes[2][4] = {{1, 1, 70, 4100}, {1, 2, 45, 2049}};
+    static const int thread_counts[] = {1, 2, 3, 8};
+    int dtypes[] = {MPSNORM_FLOAT64, MPSNORM_FLOAT32, MPSNORM_FLOAT16};
+    int previous = mpsnorm_get_num_threads();
+    size_t s, d, t;
+    for (s = 0; s < 2; ++s) {
+        const int64_t *shape = shapes[s];
+        int64_t count = count_of(shape);
+        double *x = dalloc(count), *dy = dalloc(count);
+        fill_random(x, count, 0.5, 1.0);
+        fill_random(dy, count, 0.0, 1.0);
+        for (d = 0; d < 3; ++d) {
+            run_bytes base, other;
+            size_t vbytes = (size_t)shape[1] * (dtypes[d] == MPSNORM_FLOAT64 ? 8u : 4u);
+            int same = 1, k;
+            mpsnorm_set_num_threads(1);
+            run_all_kernels(dtypes[d], shape, x, dy, &base);
+            for (t = 1; t < sizeof thread_counts / sizeof thread_counts[0]; ++t) {
+                mpsnorm_set_num_threads(thread_counts[t]);
+                run_all_kernels(dtypes[d], shape, x, dy, &other);
+                for (k = 0; k < 4; ++k)
+                    if (memcmp(base.out[k], other.out[k], base.bytes) != 0)
+                        same = 0;
+                if (memcmp(base.vec[0], other.vec[0], vbytes) != 0 ||
+                    memcmp(base.vec[1], other.vec[1], vbytes) != 0)
+                    same = 0;
+                free_run_bytes(&other);
+            }
+            free_run_bytes(&base);
+            check(same, "bands: %s %lldx%lldx%lldx%lld, all four kernels bitwise equal for 1, 2, "
+                        "3 and 8 threads",
+                  dtype_name(dtypes[d]), (long long)shape[0], (long long)shape[1],
+                  (long long)shape[2], (long long)shape[3]);
+        }
+        mpsnorm_set_num_threads(2);
+        lcn_vs_reference_ex(MPSNORM_FLOAT32, shape, 5, 4, 2, &L_NCHW, &L_NCHW, &L_NCHW, 0.3, 1);
+        inorm_vs_reference(MPSNORM_FLOAT32, shape, 1, 1e-5f, 3.0, 1.0, &L_NCHW, 1, 1, 1);
+        inorm_vs_reference(MPSNORM_FLOAT64, shape, 1, 1e-5f, -2.0, 1.0, &L_NCHW, 1, 1, 1);
+        free(x);
+        free(dy);
+    }
+    mpsnorm_set_num_threads(previous);
+}
+
+/* ------------------------------------------------------------------------ */
+/* float32 on data that stresses the float arithmetic                        */
+
+/*
+ * Window statistics of data with a large local mean against its spread
+ * (E[X^2] - M^2 cancels) and large windows: float32 must stay within the
+ * SPEC tolerance with a margin (here: 1/4 of it).
+ */
+static void test_float32_stress(void)
+{
+    static const struct {
+        double offset, amplitude;
+        int64_t k, h, w;
+        int which;
+        const char *what;
+    } cases[] = {
+        {10.0, 1.7, 31, 48, 56, 1, "mean 10, unit noise, 31x31"},
+        {0.0, 100.0, 31, 40, 45, 1, "values of magnitude 100, 31x31"},
+        {200.0, 3.4, 9, 40, 52, 1, "mean 200, noise 2, 9x9"},
+        {200.0, 3.4, 9, 40, 52, 3, "mean 200, noise 2, 9x9, beta 1"},
+        {1000.0, 1.7, 5, 33, 40, 1, "mean 1000, unit noise, 5x5"},
+        {-1.0, 3.4, 9, 40, 52, 1, "ramp 0..255 across the plane, noise 2, 9x9"},
+    };
+    size_t c;
+    for (c = 0; c < sizeof cases / sizeof cases[0]; ++c) {
+        int64_t shape[4] = {1, 2, cases[c].h, cases[c].w};
+        int64_t count = count_of(shape), k;
+        double *x = dalloc(count), *dy = dalloc(count), *xr = dalloc(count), *dyr = dalloc(count);
+        double *out = dalloc(count), *ref = dalloc(count);
+        lcn_case lc;
+        ref_lcn rp;
+        int g, gaps, status;
+        fill_random(x, count, cases[c].offset, cases[c].amplitude);
+        fill_random(dy, count, 0.0, 1.0);
+        for (k = 0; k < count; k += 97)
+            x[k] = cases[c].offset; /* some flat spots */
+        if (cases[c].offset < 0.0) /* a local mean that varies: no one shift fits */
+            for (k = 0; k < count; ++k)
+                x[k] += 1.0 + 255.0 * (double)((k % shape[3]) + (k / shape[3]) % shape[2]) /
+                                  (double)(shape[2] + shape[3]);
+        lc.dtype = MPSNORM_FLOAT32;
+        memcpy(lc.shape, shape, sizeof lc.shape);
+        lc.params = lcn_params(cases[c].k, cases[c].k, cases[c].which);
+        lc.lx = lc.ldy = lc.lout = &L_NCHW;
+        rp = widen_lcn(&lc.params);
+        for (g = 0; g < 2; ++g) {
+            lc.gradient = g;
+            status = run_lcn(&lc, x, dy, xr, dyr, out, &gaps);
+            if (g)
+                ref_lcn_gradient(dyr, xr, ref, shape, &rp);
+            else
+                ref_lcn_forward(xr, ref, shape, &rp);
+            if (status != MPSNORM_OK)
+                check(0, "float32 stress: status %d", status);
+            else
+                check_close(out, ref, g ? dyr : xr, count, 0.25 * tol_of(MPSNORM_FLOAT32),
+                            "float32 stress: lcn %s, %s (1/4 of the SPEC tolerance)",
+                            g ? "grad" : "fwd", cases[c].what);
+        }
+        free(x);
+        free(dy);
+        free(xr);
+        free(dyr);
+        free(out);
+        free(ref);
+    }
+}
+
 static void test_non_finite(void)
 {
     static const int64_t shape[4] = {1, 2, 9, 11};
@@ -1558,10 +1696,9 @@ static void test_out_of_memory(void)
           s1, s2, s3, s4);
 }
 
-int main(void)
+/* Every test, with the kernel table this process would use. */
+static void run_suite(void)
 {
-    test_threads_api(); /* first: sees the default thread count */
-    test_parallel_for();
     test_half();
     test_box_sum();
     test_lcn_reference();
@@ -1573,6 +1710,24 @@ int main(void)
     test_non_finite();
     test_out_of_memory();
     test_thread_determinism();
+    test_bands();
+    test_float32_stress();
+}
+
+int main(void)
+{
+    const mpsnorm_kernels *tables[8];
+    int count, k;
+    test_threads_api(); /* first: sees the default thread count */
+    test_parallel_for();
+    /* the whole suite once per instruction set this CPU runs */
+    count = mpsnorm_kernels_available(tables, 8);
+    for (k = 0; k < count; ++k) {
+        printf("---- kernels: %s\n", tables[k]->name);
+        mpsnorm_kernels_force(tables[k]);
+        run_suite();
+    }
+    mpsnorm_kernels_force(NULL);
     printf("%d passed, %d failed\n", g_passed, g_failed);
     return g_failed == 0 ? 0 : 1;
 }

@@ -1,0 +1,515 @@
+/*
+ * kern_inorm.h -- part of the kernel template (kernels_impl.h): one band of
+ * an instance-norm job (see kernels.h for the rounds and coefficients).
+ *
+ * Sums run in double for every dtype, 16 lanes per quantity (element k of a
+ * run of a row goes to lane k % 16), lanes added in a fixed tree: the order
+ * depends only on the shape. The writer works in float for float32/float16
+ * data (x - M is taken before scaling, so a large mean costs no accuracy)
+ * and in double for float64.
+ *
+ * Scratch (mpsnorm_inorm_scratch_bytes): three buffers of job->run doubles,
+ * then (channel mode) 8*C doubles of per-channel sums and coefficients.
+ */
+
+#define IN_LANES 16
+#define IN_NV (IN_LANES / VD)
+
+static int64_t in_min(int64_t a, int64_t b)
+{
+    return a < b ? a : b;
+}
+
+static int64_t in_run(const mpsnorm_inorm_job *job)
+{
+    return job->run;
+}
+
+/* acc[q][lane] += the band sums of one run of m elements */
+static void in_acc(const double *restrict x, const double *restrict d, int64_t m, double s,
+                   int quantities, double acc[4][IN_LANES])
+{
+    vd a0[IN_NV], a1[IN_NV], a2[IN_NV], a3[IN_NV];
+    const vd sv = bcd(s);
+    int64_t k = 0;
+    int v, l;
+
+    for (v = 0; v < IN_NV; ++v) {
+        a0[v] = ldd(&acc[0][v * VD]);
+        a1[v] = ldd(&acc[1][v * VD]);
+        a2[v] = ldd(&acc[2][v * VD]);
+        a3[v] = ldd(&acc[3][v * VD]);
+    }
+    if (quantities == 4) {
+        for (; k + IN_LANES <= m; k += IN_LANES)
+            for (v = 0; v < IN_NV; ++v) {
+                vd t = ldd(x + k + v * VD) - sv;
+                vd g = ldd(d + k + v * VD);
+                a0[v] += t;
+                a1[v] += t * t;
+                a2[v] += g;
+                a3[v] += g * t;
+            }
+    } else {
+        for (; k + IN_LANES <= m; k += IN_LANES)
+            for (v = 0; v < IN_NV; ++v) {
+                vd t = ldd(x + k + v * VD) - sv;
+                a0[v] += t;
+                a1[v] += t * t;
+            }
+    }
+    for (v = 0; v < IN_NV; ++v) {
+        std_(&acc[0][v * VD], a0[v]);
+        std_(&acc[1][v * VD], a1[v]);
+        std_(&acc[2][v * VD], a2[v]);
+        std_(&acc[3][v * VD], a3[v]);
+    }
+    for (l = 0; k < m; ++k, ++l) {
+        double t = x[k] - s;
+        acc[0][l] += t;
+        acc[1][l] += t * t;
+        if (quantities == 4) {
+            acc[2][l] += d[k];
+            acc[3][l] += d[k] * t;
+        }
+    }
+}
+
+/* in_acc for float inputs, widened to double in registers */
+static void in_acc_fd(const float *restrict x, const float *restrict d, int64_t m, double s,
+                      int quantities, double acc[4][IN_LANES])
+{
+    vd a0[IN_NV], a1[IN_NV], a2[IN_NV], a3[IN_NV];
+    const vd sv = bcd(s);
+    int64_t k = 0;
+    int v, l;
+
+    for (v = 0; v < IN_NV; ++v) {
+        a0[v] = ldd(&acc[0][v * VD]);
+        a1[v] = ldd(&acc[1][v * VD]);
+        a2[v] = ldd(&acc[2][v * VD]);
+        a3[v] = ldd(&acc[3][v * VD]);
+    }
+    if (quantities == 4) {
+        for (; k + IN_LANES <= m; k += IN_LANES)
+            for (v = 0; v < IN_NV; ++v) {
+                vd t = ld_f2d(x + k + v * VD) - sv;
+                vd g = ld_f2d(d + k + v * VD);
+                a0[v] += t;
+                a1[v] += t * t;
+                a2[v] += g;
+                a3[v] += g * t;
+            }
+    } else {
+        for (; k + IN_LANES <= m; k += IN_LANES)
+            for (v = 0; v < IN_NV; ++v) {
+                vd t = ld_f2d(x + k + v * VD) - sv;
+                a0[v] += t;
+                a1[v] += t * t;
+            }
+    }
+    for (v = 0; v < IN_NV; ++v) {
+        std_(&acc[0][v * VD], a0[v]);
+        std_(&acc[1][v * VD], a1[v]);
+        std_(&acc[2][v * VD], a2[v]);
+        std_(&acc[3][v * VD], a3[v]);
+    }
+    for (l = 0; k < m; ++k, ++l) {
+        double t = (double)x[k] - s;
+        acc[0][l] += t;
+        acc[1][l] += t * t;
+        if (quantities == 4) {
+            acc[2][l] += (double)d[k];
+            acc[3][l] += (double)d[k] * t;
+        }
+    }
+}
+
+/* A run of m elements of t at off as floats (float32/float16 tensors): the
+ * tensor's own memory when it is a contiguous float32 run, else buf. */
+static const float *in_view_f(const mpsnorm_tensor *t, int64_t off, int64_t stride, int64_t m,
+                              float *buf)
+{
+    if (t->dtype == MPSNORM_FLOAT32 && stride == 1)
+        return (const float *)t->data + off;
+    io_load_f(t->dtype, t->data, off, stride, m, buf);
+    return buf;
+}
+
+static const double *in_view_d(const mpsnorm_tensor *t, int64_t off, int64_t stride, int64_t m,
+                               double *buf)
+{
+    if (t->dtype == MPSNORM_FLOAT64 && stride == 1)
+        return (const double *)t->data + off;
+    io_load_d(t->dtype, t->data, off, stride, m, buf);
+    return buf;
+}
+
+static double in_lanes_total(double *a)
+{
+    int width, l;
+    for (width = IN_LANES / 2; width >= 1; width /= 2)
+        for (l = 0; l < width; ++l)
+            a[l] += a[l + width];
+    return a[0];
+}
+
+/* Channel mode: per-channel sums over `pixels` pixels of C channels each. */
+static void in_acc_channels(const double *restrict x, const double *restrict d, int64_t pixels,
+                            int64_t channels, const double *restrict shift, int quantities,
+                            double *restrict acc)
+{
+    double *restrict s0 = acc, *restrict s1 = acc + channels;
+    double *restrict s2 = acc + 2 * channels, *restrict s3 = acc + 3 * channels;
+    int64_t c = 0, p;
+    for (; c + VD <= channels; c += VD) {
+        vd a0 = ldd(s0 + c), a1 = ldd(s1 + c), a2 = ldd(s2 + c), a3 = ldd(s3 + c);
+        const vd sv = ldd(shift + c);
+        if (quantities == 4) {
+            for (p = 0; p < pixels; ++p) {
+                vd t = ldd(x + p * channels + c) - sv;
+                vd g = ldd(d + p * channels + c);
+                a0 += t;
+                a1 += t * t;
+                a2 += g;
+                a3 += g * t;
+            }
+        } else {
+            for (p = 0; p < pixels; ++p) {
+                vd t = ldd(x + p * channels + c) - sv;
+                a0 += t;
+                a1 += t * t;
+            }
+        }
+        std_(s0 + c, a0);
+        std_(s1 + c, a1);
+        std_(s2 + c, a2);
+        std_(s3 + c, a3);
+    }
+    for (; c < channels; ++c)
+        for (p = 0; p < pixels; ++p) {
+            double t = x[p * channels + c] - shift[c];
+            s0[c] += t;
+            s1[c] += t * t;
+            if (quantities == 4) {
+                s2[c] += d[p * channels + c];
+                s3[c] += d[p * channels + c] * t;
+            }
+        }
+}
+
+/* Loads `pixels` pixels (all channels) of row j from column i into buf. */
+static void in_load_pixels_d(const mpsnorm_tensor *t, int64_t n, int64_t j, int64_t i,
+                             int64_t pixels, int64_t channels, double *buf)
+{
+    const int64_t sw = t->strides[3];
+    int64_t p;
+    if (sw == channels) {
+        io_load_d(t->dtype, t->data, io_offset(t, n, 0, j, i), 1, pixels * channels, buf);
+        return;
+    }
+    for (p = 0; p < pixels; ++p)
+        io_load_d(t->dtype, t->data, io_offset(t, n, 0, j, i + p), 1, channels,
+                  buf + p * channels);
+}
+
+static void in_load_pixels_f(const mpsnorm_tensor *t, int64_t n, int64_t j, int64_t i,
+                             int64_t pixels, int64_t channels, float *buf)
+{
+    const int64_t sw = t->strides[3];
+    int64_t p;
+    if (sw == channels) {
+        io_load_f(t->dtype, t->data, io_offset(t, n, 0, j, i), 1, pixels * channels, buf);
+        return;
+    }
+    for (p = 0; p < pixels; ++p)
+        io_load_f(t->dtype, t->data, io_offset(t, n, 0, j, i + p), 1, channels,
+                  buf + p * channels);
+}
+
+static void in_reduce_channels(const mpsnorm_inorm_job *job, int64_t image, int64_t band,
+                               int round, double *scratch)
+{
+    const int64_t channels = job->c, run = in_run(job);
+    const int64_t j0 = band * job->band_rows, j1 = in_min(job->h, j0 + job->band_rows);
+    const int64_t chunk = run / channels; /* >= 1 pixel */
+    const int quantities = job->quantities[round];
+    double *xb = scratch, *db = scratch + run, *acc = scratch + 3 * run;
+    const double *shift = job->shift + image * channels;
+    int64_t j, i, c, q;
+
+    memset(acc, 0, (size_t)(4 * channels) * sizeof(double));
+    for (j = j0; j < j1; ++j)
+        for (i = 0; i < job->w; i += chunk) {
+            int64_t pixels = in_min(chunk, job->w - i);
+            in_load_pixels_d(job->x, image, j, i, pixels, channels, xb);
+            if (quantities == 4)
+                in_load_pixels_d(job->dy, image, j, i, pixels, channels, db);
+            in_acc_channels(xb, db, pixels, channels, shift, quantities, acc);
+        }
+    for (c = 0; c < channels; ++c) {
+        double *out = job->part + ((image * channels + c) * job->bands + band) * 4;
+        for (q = 0; q < 4; ++q)
+            out[q] = q < quantities ? acc[q * channels + c] : 0.0;
+    }
+}
+
+static void KNAME(inorm_reduce)(const mpsnorm_inorm_job *job, int64_t owner, int64_t band,
+                                int round, void *scratch_bytes)
+{
+    double *scratch = (double *)scratch_bytes;
+    const int64_t run = in_run(job);
+    int64_t plane = owner, n, c, j, j0, j1, i;
+    const int quantities = job->quantities[round];
+    double acc[4][IN_LANES];
+    double *xb = scratch, *db = scratch + run, *out;
+    double s;
+    int q;
+
+    if (job->channel_mode) {
+        in_reduce_channels(job, owner, band, round, scratch);
+        return;
+    }
+    n = plane / job->c;
+    c = plane % job->c;
+    j0 = band * job->band_rows;
+    j1 = in_min(job->h, j0 + job->band_rows);
+    s = job->shift[plane];
+    memset(acc, 0, sizeof acc);
+    for (j = j0; j < j1; ++j)
+        for (i = 0; i < job->w; i += run) {
+            int64_t m = in_min(run, job->w - i);
+            int64_t ox = io_offset(job->x, n, c, j, i);
+            int64_t od = quantities == 4 ? io_offset(job->dy, n, c, j, i) : 0;
+            if (job->dtype == MPSNORM_FLOAT64) {
+                const double *xv = in_view_d(job->x, ox, job->x->strides[3], m, xb);
+                const double *dv = quantities == 4
+                                       ? in_view_d(job->dy, od, job->dy->strides[3], m, db)
+                                       : NULL;
+                in_acc(xv, dv, m, s, quantities, acc);
+            } else {
+                const float *xv = in_view_f(job->x, ox, job->x->strides[3], m, (float *)xb);
+                const float *dv = quantities == 4 ? in_view_f(job->dy, od, job->dy->strides[3],
+                                                              m, (float *)db)
+                                                  : NULL;
+                in_acc_fd(xv, dv, m, s, quantities, acc);
+            }
+        }
+    out = job->part + (plane * job->bands + band) * 4;
+    for (q = 0; q < 4; ++q)
+        out[q] = q < quantities ? in_lanes_total(acc[q]) : 0.0;
+}
+
+/* o = A*d + B*(x - M) + C (d == NULL: forward, no A term), m elements */
+static void in_apply_f(const float *restrict x, const float *restrict d, float *restrict o,
+                       int64_t m, float a, float b, float cc, float mu)
+{
+    const vf av = bcf(a), bv = bcf(b), cv = bcf(cc), mv = bcf(mu);
+    int64_t k = 0;
+    if (d != NULL) {
+        for (; k + VF <= m; k += VF)
+            stf(o + k, av * ldf(d + k) + bv * (ldf(x + k) - mv) + cv);
+        for (; k < m; ++k)
+            o[k] = a * d[k] + b * (x[k] - mu) + cc;
+    } else {
+        for (; k + VF <= m; k += VF)
+            stf(o + k, bv * (ldf(x + k) - mv) + cv);
+        for (; k < m; ++k)
+            o[k] = b * (x[k] - mu) + cc;
+    }
+}
+
+static void in_apply_d(const double *restrict x, const double *restrict d, double *restrict o,
+                       int64_t m, double a, double b, double cc, double mu)
+{
+    const vd av = bcd(a), bv = bcd(b), cv = bcd(cc), mv = bcd(mu);
+    int64_t k = 0;
+    if (d != NULL) {
+        for (; k + VD <= m; k += VD)
+            std_(o + k, av * ldd(d + k) + bv * (ldd(x + k) - mv) + cv);
+        for (; k < m; ++k)
+            o[k] = a * d[k] + b * (x[k] - mu) + cc;
+    } else {
+        for (; k + VD <= m; k += VD)
+            std_(o + k, bv * (ldd(x + k) - mv) + cv);
+        for (; k < m; ++k)
+            o[k] = b * (x[k] - mu) + cc;
+    }
+}
+
+/* Channel mode, float: per-channel coefficient vectors over `pixels` pixels. */
+static void in_apply_channels_f(const float *restrict x, const float *restrict d,
+                                float *restrict o, int64_t pixels, int64_t channels,
+                                const float *restrict coef)
+{
+    const float *A = coef, *B = coef + channels, *C = coef + 2 * channels;
+    const float *M = coef + 3 * channels;
+    int64_t p, c;
+    for (p = 0; p < pixels; ++p) {
+        const float *xp = x + p * channels, *dp = d != NULL ? d + p * channels : NULL;
+        float *op = o + p * channels;
+        c = 0;
+        if (dp != NULL) {
+            for (; c + VF <= channels; c += VF)
+                stf(op + c, ldf(A + c) * ldf(dp + c) + ldf(B + c) * (ldf(xp + c) - ldf(M + c)) +
+                                ldf(C + c));
+            for (; c < channels; ++c)
+                op[c] = A[c] * dp[c] + B[c] * (xp[c] - M[c]) + C[c];
+        } else {
+            for (; c + VF <= channels; c += VF)
+                stf(op + c, ldf(B + c) * (ldf(xp + c) - ldf(M + c)) + ldf(C + c));
+            for (; c < channels; ++c)
+                op[c] = B[c] * (xp[c] - M[c]) + C[c];
+        }
+    }
+}
+
+static void in_apply_channels_d(const double *restrict x, const double *restrict d,
+                                double *restrict o, int64_t pixels, int64_t channels,
+                                const double *restrict coef)
+{
+    const double *A = coef, *B = coef + channels, *C = coef + 2 * channels;
+    const double *M = coef + 3 * channels;
+    int64_t p, c;
+    for (p = 0; p < pixels; ++p) {
+        const double *xp = x + p * channels, *dp = d != NULL ? d + p * channels : NULL;
+        double *op = o + p * channels;
+        c = 0;
+        if (dp != NULL) {
+            for (; c + VD <= channels; c += VD)
+                std_(op + c, ldd(A + c) * ldd(dp + c) + ldd(B + c) * (ldd(xp + c) - ldd(M + c)) +
+                                 ldd(C + c));
+            for (; c < channels; ++c)
+                op[c] = A[c] * dp[c] + B[c] * (xp[c] - M[c]) + C[c];
+        } else {
+            for (; c + VD <= channels; c += VD)
+                std_(op + c, ldd(B + c) * (ldd(xp + c) - ldd(M + c)) + ldd(C + c));
+            for (; c < channels; ++c)
+                op[c] = B[c] * (xp[c] - M[c]) + C[c];
+        }
+    }
+}
+
+static void in_store_pixels(const mpsnorm_tensor *t, int64_t n, int64_t j, int64_t i,
+                            int64_t pixels, int64_t channels, const void *buf, int stream,
+                            void *tmp)
+{
+    const int64_t sw = t->strides[3];
+    int64_t p;
+    const int64_t runs = sw == channels ? 1 : pixels;
+    const int64_t len = sw == channels ? pixels * channels : channels;
+    if (stream && runs == 1) {
+        io_store_stream(t->dtype, t->data, io_offset(t, n, 0, j, i), len, buf, tmp);
+        return;
+    }
+    for (p = 0; p < runs; ++p) {
+        int64_t off = io_offset(t, n, 0, j, i + p);
+        if (t->dtype == MPSNORM_FLOAT64)
+            io_store_d(t->data, off, 1, len, (const double *)buf + p * channels);
+        else
+            io_store_f(t->dtype, t->data, off, 1, len, (const float *)buf + p * channels);
+    }
+}
+
+static void in_write_channels(const mpsnorm_inorm_job *job, int64_t image, int64_t band,
+                              double *scratch)
+{
+    const int64_t channels = job->c, run = in_run(job);
+    const int64_t j0 = band * job->band_rows, j1 = in_min(job->h, j0 + job->band_rows);
+    const int64_t chunk = run / channels;
+    const int wide = job->dtype == MPSNORM_FLOAT64;
+    double *xb = scratch, *db = scratch + run, *ob = scratch + 2 * run;
+    double *coef = scratch + 3 * run + 4 * channels;
+    float *coef_f = (float *)coef;
+    int64_t j, i, c, q;
+
+    for (q = 0; q < 4; ++q)
+        for (c = 0; c < channels; ++c) {
+            double v = job->coef[(image * channels + c) * 4 + q];
+            if (wide)
+                coef[q * channels + c] = v;
+            else
+                coef_f[q * channels + c] = (float)v;
+        }
+    for (j = j0; j < j1; ++j)
+        for (i = 0; i < job->w; i += chunk) {
+            int64_t pixels = in_min(chunk, job->w - i);
+            if (wide) {
+                in_load_pixels_d(job->x, image, j, i, pixels, channels, xb);
+                if (job->gradient)
+                    in_load_pixels_d(job->dy, image, j, i, pixels, channels, db);
+                in_apply_channels_d(xb, job->gradient ? db : NULL, ob, pixels, channels, coef);
+            } else {
+                float *xf = (float *)xb, *df = (float *)db, *of = (float *)ob;
+                in_load_pixels_f(job->x, image, j, i, pixels, channels, xf);
+                if (job->gradient)
+                    in_load_pixels_f(job->dy, image, j, i, pixels, channels, df);
+                in_apply_channels_f(xf, job->gradient ? df : NULL, of, pixels, channels,
+                                    coef_f);
+            }
+            in_store_pixels(job->out, image, j, i, pixels, channels, ob, job->stream_out, xb);
+        }
+}
+
+static void KNAME(inorm_write)(const mpsnorm_inorm_job *job, int64_t owner, int64_t band,
+                               void *scratch_bytes)
+{
+    double *scratch = (double *)scratch_bytes;
+    const int64_t run = in_run(job);
+    int64_t plane = owner, n, c, j, j0, j1, i;
+    const double *k4;
+    const mpsnorm_tensor *x = job->x, *dy = job->dy, *out = job->out;
+
+    if (job->channel_mode) {
+        in_write_channels(job, owner, band, scratch);
+        if (job->stream_out)
+            io_stream_fence();
+        return;
+    }
+    n = plane / job->c;
+    c = plane % job->c;
+    j0 = band * job->band_rows;
+    j1 = in_min(job->h, j0 + job->band_rows);
+    k4 = job->coef + plane * 4;
+    for (j = j0; j < j1; ++j)
+        for (i = 0; i < job->w; i += run) {
+            int64_t m = in_min(run, job->w - i);
+            int64_t ox = io_offset(x, n, c, j, i), oo = io_offset(out, n, c, j, i);
+            if (job->dtype == MPSNORM_FLOAT64) {
+                double *xb = scratch, *db = scratch + run, *ob = scratch + 2 * run;
+                io_load_d(x->dtype, x->data, ox, x->strides[3], m, xb);
+                if (job->gradient)
+                    io_load_d(dy->dtype, dy->data, io_offset(dy, n, c, j, i), dy->strides[3], m,
+                              db);
+                in_apply_d(xb, job->gradient ? db : NULL, ob, m, k4[0], k4[1], k4[2], k4[3]);
+                if (job->stream_out)
+                    io_store_stream(MPSNORM_FLOAT64, out->data, oo, m, ob, NULL);
+                else
+                    io_store_d(out->data, oo, out->strides[3], m, ob);
+            } else if (job->stream_out) {
+                float *of = (float *)(scratch + 2 * run);
+                const float *xv = in_view_f(x, ox, x->strides[3], m, (float *)scratch);
+                const float *dv = job->gradient ? in_view_f(dy, io_offset(dy, n, c, j, i),
+                                                            dy->strides[3], m,
+                                                            (float *)(scratch + run))
+                                                : NULL;
+                in_apply_f(xv, dv, of, m, (float)k4[0], (float)k4[1], (float)k4[2],
+                           (float)k4[3]);
+                io_store_stream(out->dtype, out->data, oo, m, of, scratch);
+            } else {
+                const int direct = out->dtype == MPSNORM_FLOAT32 && out->strides[3] == 1;
+                float *of = direct ? (float *)out->data + oo : (float *)(scratch + 2 * run);
+                const float *xv = in_view_f(x, ox, x->strides[3], m, (float *)scratch);
+                const float *dv = job->gradient ? in_view_f(dy, io_offset(dy, n, c, j, i),
+                                                            dy->strides[3], m,
+                                                            (float *)(scratch + run))
+                                                : NULL;
+                in_apply_f(xv, dv, of, m, (float)k4[0], (float)k4[1], (float)k4[2],
+                           (float)k4[3]);
+                if (!direct)
+                    io_store_f(out->dtype, out->data, oo, out->strides[3], m, of);
+            }
+        }
+    if (job->stream_out)
+        io_stream_fence();
+}
