@@ -17,18 +17,28 @@ cdef class _InstanceNormKernel:
 
     cdef int _setup(self, num_channels, gamma, beta, epsilon, layout, backend) except -1:
         where = type(self).__name__
+        cdef mpsnorm_report report
+        cdef mpsnorm_inorm_params params
         count = to_int64(num_channels, "num_channels", where)
         if count < 1:
             raise ValueError(f"{where}: num_channels must be >= 1, got {num_channels!r}")
-        self.num_channels_value = count
-        self._check_and_store(self._channel_values(gamma, "gamma", count),
-                              self._channel_values(beta, "beta", count),
-                              to_float32(epsilon, "epsilon", where))
+        gamma_bytes = None if gamma is None else to_float32_bytes(gamma, count, "gamma", where)
+        beta_bytes = None if beta is None else to_float32_bytes(beta, count, "beta", where)
+        params.num_channels = count
+        params.epsilon = to_float32(epsilon, "epsilon", where)
+        params.gamma = <const float *><const char *>gamma_bytes if gamma_bytes is not None else NULL
+        params.beta = <const float *><const char *>beta_bytes if beta_bytes is not None else NULL
+        check_status(mpsnorm_inorm_params_check(&params, &report), &report, where)
         cdef Layout parsed_layout = parse_layout(layout, where)
-        if self.engine != NULL:  # __init__ called again
+        cdef mpsnorm_engine *engine = create_engine(backend, where)
+        # Nothing can fail past this point: a failed (re-)__init__ changes nothing.
+        if self.engine != NULL:
             mpsnorm_engine_free(self.engine)
-            self.engine = NULL
-        self.engine = create_engine(backend, where)
+        self.engine = engine
+        self.num_channels_value = count
+        self.epsilon_value = params.epsilon
+        self.gamma_bytes = gamma_bytes
+        self.beta_bytes = beta_bytes
         self._layout = parsed_layout
         self._last_backend = None
         return 0

@@ -30,10 +30,11 @@ cdef class _LocalContrastKernel:
         params.ps = to_float32(ps, "ps", where)
         check_status(mpsnorm_lcn_params_check(&params, &report), &report, where)
         cdef Layout parsed_layout = parse_layout(layout, where)
-        if self.engine != NULL:  # __init__ called again
+        cdef mpsnorm_engine *engine = create_engine(backend, where)
+        # Nothing can fail past this point: a failed (re-)__init__ changes nothing.
+        if self.engine != NULL:
             mpsnorm_engine_free(self.engine)
-            self.engine = NULL
-        self.engine = create_engine(backend, where)
+        self.engine = engine
         self.params = params
         self._layout = parsed_layout
         self._last_backend = None

@@ -2,6 +2,7 @@
 """Conversion of user-supplied parameter values to C types."""
 import array
 import math
+import numbers
 import operator
 
 from libc.stdint cimport INT64_MAX, INT64_MIN, int64_t
@@ -10,12 +11,16 @@ cdef double FLOAT32_MAX = 3.4028234663852886e38
 
 
 cdef float to_float32(object value, str name, str where) except *:
-    if isinstance(value, (str, bytes, bytearray)):
+    # Strings convert with float() and NumPy complex scalars drop their imaginary part: refuse both.
+    if isinstance(value, (str, bytes, bytearray)) or (
+            isinstance(value, numbers.Complex) and not isinstance(value, numbers.Real)):
         raise TypeError(f"{where}: {name} must be a real number, got {value!r}")
     try:
         number = float(value)
     except (TypeError, ValueError):
         raise TypeError(f"{where}: {name} must be a real number, got {value!r}") from None
+    except OverflowError:
+        raise ValueError(f"{where}: {name} must be finite in float32, got {value!r}") from None
     # Values that round to infinity in float32 (abs >= FLT_MAX + half an ulp).
     if math.isfinite(number) and abs(number) >= FLOAT32_MAX * (1.0 + 2.0 ** -25):
         raise ValueError(f"{where}: {name} must be finite in float32, got {value!r}")

@@ -92,6 +92,9 @@ cdef int get_buffer(Holding *holding, object obj, str name, str where, bint writ
                         f"array, memoryview, torch tensor, ...), got {type(obj).__name__}") from None
     except BufferError as error:
         raise ValueError(f"{where}: {name} cannot be used as a strided buffer: {error}") from None
+    except ValueError as error:  # NumPy, for dtypes it cannot export (datetime64, ...)
+        raise TypeError(f"{where}: {name} has a dtype that cannot be used as a buffer: "
+                        f"{error}") from None
     holding.has_view = True
     if writable and holding.view.readonly:
         raise ValueError(f"{where}: {name} is read-only")
@@ -299,6 +302,10 @@ cdef int64_t holding_stride(const Holding *holding, int axis, str name, str wher
     cdef int64_t compact = 1
     cdef int later
     if holding.has_view:
+        if holding.view.strides == NULL:  # allowed for C-contiguous exporters (ctypes)
+            for later in range(axis + 1, holding.view.ndim):
+                compact *= holding.view.shape[later]
+            return compact
         stride = holding.view.strides[axis]
         if stride % holding.view.itemsize != 0:
             raise ValueError(f"{where}: {name} has stride {stride} bytes on axis {axis}, "
