@@ -22,7 +22,14 @@ cdef str backend_name(int backend):
     return mpsnorm_backend_name(backend).decode("ascii")
 
 
-cdef mpsnorm_engine *create_engine(object backend, str where) except NULL:
+cdef class Engine:
+    def __dealloc__(self):
+        if self.ptr != NULL:
+            mpsnorm_engine_free(self.ptr)
+            self.ptr = NULL
+
+
+cdef Engine create_engine(object backend, str where):
     cdef mpsnorm_engine *engine = NULL
     code = BACKEND_CODES.get(backend) if isinstance(backend, str) else None
     if code is None:
@@ -32,4 +39,6 @@ cdef mpsnorm_engine *create_engine(object backend, str where) except NULL:
         raise ValueError(f"{where}: backend {backend!r} is not available here; usable "
                          f"backends: {backends()}")
     check_status(status, NULL, where)
-    return engine
+    cdef Engine handle = Engine.__new__(Engine)
+    handle.ptr = engine
+    return handle

@@ -1,8 +1,9 @@
 # Layouts of the instance normalization extension types, for cimport.
 from libc.stdint cimport int64_t
 
+from mpsnorm._backend cimport Engine
 from mpsnorm._tensor cimport Layout
-from mpsnorm.libmpsnorm cimport mpsnorm_engine, mpsnorm_inorm_params
+from mpsnorm.libmpsnorm cimport mpsnorm_inorm_params
 
 
 cdef class _InstanceNormKernel:
@@ -12,7 +13,7 @@ cdef class _InstanceNormKernel:
     # reference, so replacing them never frees memory a running call reads.
     cdef bytes gamma_bytes
     cdef bytes beta_bytes
-    cdef mpsnorm_engine *engine
+    cdef Engine engine
     cdef Layout _layout
     cdef object _last_backend
 

@@ -5,7 +5,7 @@ import array
 
 from libc.string cimport memset
 
-from mpsnorm._backend cimport backend_name, create_engine
+from mpsnorm._backend cimport Engine, backend_name, create_engine
 from mpsnorm._parameters cimport to_float32, to_float32_bytes, to_int64
 from mpsnorm._status cimport check_status
 from mpsnorm._tensor cimport *
@@ -30,10 +30,8 @@ cdef class _InstanceNormKernel:
         params.beta = <const float *><const char *>beta_bytes if beta_bytes is not None else NULL
         check_status(mpsnorm_inorm_params_check(&params, &report), &report, where)
         cdef Layout parsed_layout = parse_layout(layout, where)
-        cdef mpsnorm_engine *engine = create_engine(backend, where)
+        cdef Engine engine = create_engine(backend, where)
         # Nothing can fail past this point: a failed (re-)__init__ changes nothing.
-        if self.engine != NULL:
-            mpsnorm_engine_free(self.engine)
         self.engine = engine
         self.num_channels_value = count
         self.epsilon_value = params.epsilon
@@ -48,13 +46,8 @@ cdef class _InstanceNormKernel:
             return None
         return to_float32_bytes(values, count, name, type(self).__name__)
 
-    def __dealloc__(self):
-        if self.engine != NULL:
-            mpsnorm_engine_free(self.engine)
-            self.engine = NULL
-
     cdef int _require_engine(self) except -1:
-        if self.engine == NULL:
+        if self.engine is None:
             raise ValueError(f"{type(self).__name__}: the object was not initialized")
         return 0
 
@@ -95,7 +88,8 @@ cdef class _InstanceNormKernel:
     @property
     def backend(self):
         """The backend this object runs on ("cpu" or "metal")."""
-        return backend_name(mpsnorm_engine_backend(self.engine))
+        return backend_name(mpsnorm_engine_backend(
+            self.engine.ptr if self.engine is not None else NULL))
 
     @property
     def last_backend(self):
@@ -154,15 +148,16 @@ cdef class InstanceNormalization(_InstanceNormKernel):
         cdef mpsnorm_report report
         cdef int status
         self._require_engine()
+        cdef Engine engine = self.engine  # kept alive for the call, whatever __init__ does
         memset(&held_x, 0, sizeof(held_x))
         memset(&held_out, 0, sizeof(held_out))
         try:
             hold_tensor(&held_x, x, "x", where, self._layout, False)
-            result = new_array_like(&held_x) if out is None else out
+            result = new_array_like(&held_x, where) if out is None else out
             hold_tensor(&held_out, result, "out", where, self._layout, True)
             require_like(&held_x, "x", &held_out, "out", where)
             with nogil:
-                status = mpsnorm_inorm_forward(self.engine, &params, &held_x.tensor,
+                status = mpsnorm_inorm_forward(engine.ptr, &params, &held_x.tensor,
                                                &held_out.tensor, &report)
             check_status(status, &report, where)
             self._last_backend = backend_name(report.backend_used)
@@ -195,6 +190,7 @@ cdef class InstanceNormalizationGradient(_InstanceNormKernel):
         cdef mpsnorm_report report
         cdef int status
         self._require_engine()
+        cdef Engine engine = self.engine  # kept alive for the call, whatever __init__ does
         memset(&held_dy, 0, sizeof(held_dy))
         memset(&held_x, 0, sizeof(held_x))
         memset(&held_out, 0, sizeof(held_out))
@@ -206,15 +202,15 @@ cdef class InstanceNormalizationGradient(_InstanceNormKernel):
             require_like(&held_x, "x", &held_dy, "dy", where)
             vector_dtype = MPSNORM_FLOAT64 if held_x.tensor.dtype == MPSNORM_FLOAT64 else MPSNORM_FLOAT32
             channels = held_x.tensor.shape[1]
-            result = new_array_like(&held_x) if out is None else out
-            dgamma = new_vector(channels, vector_dtype) if out_gamma is None else out_gamma
-            dbeta = new_vector(channels, vector_dtype) if out_beta is None else out_beta
+            result = new_array_like(&held_x, where) if out is None else out
+            dgamma = new_vector(channels, vector_dtype, where) if out_gamma is None else out_gamma
+            dbeta = new_vector(channels, vector_dtype, where) if out_beta is None else out_beta
             hold_tensor(&held_out, result, "out", where, self._layout, True)
             require_like(&held_x, "x", &held_out, "out", where)
             hold_vector(&held_gamma, dgamma, "out_gamma", where)
             hold_vector(&held_beta, dbeta, "out_beta", where)
             with nogil:
-                status = mpsnorm_inorm_gradient(self.engine, &params, &held_dy.tensor,
+                status = mpsnorm_inorm_gradient(engine.ptr, &params, &held_dy.tensor,
                                                 &held_x.tensor, &held_out.tensor,
                                                 &held_gamma.vector, &held_beta.vector, &report)
             check_status(status, &report, where)

@@ -1,12 +1,13 @@
 # Layouts of the local contrast normalization extension types, so that other
 # Cython code can cimport them (e.g. read `params` or `engine` directly).
+from mpsnorm._backend cimport Engine
 from mpsnorm._tensor cimport Layout
-from mpsnorm.libmpsnorm cimport mpsnorm_engine, mpsnorm_lcn_params
+from mpsnorm.libmpsnorm cimport mpsnorm_lcn_params
 
 
 cdef class _LocalContrastKernel:
     cdef mpsnorm_lcn_params params
-    cdef mpsnorm_engine *engine
+    cdef Engine engine
     cdef Layout _layout
     cdef object _last_backend
 

@@ -3,7 +3,7 @@
 gradient (MPSCNNLocalContrastNormalizationGradient) as Python objects."""
 from libc.string cimport memset
 
-from mpsnorm._backend cimport backend_name, create_engine
+from mpsnorm._backend cimport Engine, backend_name, create_engine
 from mpsnorm._parameters cimport to_float32, to_int64
 from mpsnorm._status cimport check_status
 from mpsnorm._tensor cimport *
@@ -30,22 +30,15 @@ cdef class _LocalContrastKernel:
         params.ps = to_float32(ps, "ps", where)
         check_status(mpsnorm_lcn_params_check(&params, &report), &report, where)
         cdef Layout parsed_layout = parse_layout(layout, where)
-        cdef mpsnorm_engine *engine = create_engine(backend, where)
+        cdef Engine engine = create_engine(backend, where)
         # Nothing can fail past this point: a failed (re-)__init__ changes nothing.
-        if self.engine != NULL:
-            mpsnorm_engine_free(self.engine)
         self.engine = engine
         self.params = params
         self._layout = parsed_layout
         self._last_backend = None
 
-    def __dealloc__(self):
-        if self.engine != NULL:
-            mpsnorm_engine_free(self.engine)
-            self.engine = NULL
-
     cdef int _require_engine(self) except -1:
-        if self.engine == NULL:
+        if self.engine is None:
             raise ValueError(f"{type(self).__name__}: the object was not initialized")
         return 0
 
@@ -85,7 +78,8 @@ cdef class _LocalContrastKernel:
     @property
     def backend(self):
         """The backend this object runs on ("cpu" or "metal")."""
-        return backend_name(mpsnorm_engine_backend(self.engine))
+        return backend_name(mpsnorm_engine_backend(
+            self.engine.ptr if self.engine is not None else NULL))
 
     @property
     def last_backend(self):
@@ -160,15 +154,16 @@ cdef class LocalContrastNormalization(_LocalContrastKernel):
         cdef mpsnorm_report report
         cdef int status
         self._require_engine()
+        cdef Engine engine = self.engine  # kept alive for the call, whatever __init__ does
         memset(&held_x, 0, sizeof(held_x))
         memset(&held_out, 0, sizeof(held_out))
         try:
             hold_tensor(&held_x, x, "x", where, self._layout, False)
-            result = new_array_like(&held_x) if out is None else out
+            result = new_array_like(&held_x, where) if out is None else out
             hold_tensor(&held_out, result, "out", where, self._layout, True)
             require_like(&held_x, "x", &held_out, "out", where)
             with nogil:
-                status = mpsnorm_lcn_forward(self.engine, &params, &held_x.tensor,
+                status = mpsnorm_lcn_forward(engine.ptr, &params, &held_x.tensor,
                                              &held_out.tensor, &report)
             check_status(status, &report, where)
             self._last_backend = backend_name(report.backend_used)
@@ -189,6 +184,7 @@ cdef class LocalContrastNormalizationGradient(_LocalContrastKernel):
         cdef mpsnorm_report report
         cdef int status
         self._require_engine()
+        cdef Engine engine = self.engine  # kept alive for the call, whatever __init__ does
         memset(&held_dy, 0, sizeof(held_dy))
         memset(&held_x, 0, sizeof(held_x))
         memset(&held_out, 0, sizeof(held_out))
@@ -196,11 +192,11 @@ cdef class LocalContrastNormalizationGradient(_LocalContrastKernel):
             hold_tensor(&held_dy, dy, "dy", where, self._layout, False)
             hold_tensor(&held_x, x, "x", where, self._layout, False)
             require_like(&held_x, "x", &held_dy, "dy", where)
-            result = new_array_like(&held_x) if out is None else out
+            result = new_array_like(&held_x, where) if out is None else out
             hold_tensor(&held_out, result, "out", where, self._layout, True)
             require_like(&held_x, "x", &held_out, "out", where)
             with nogil:
-                status = mpsnorm_lcn_gradient(self.engine, &params, &held_dy.tensor,
+                status = mpsnorm_lcn_gradient(engine.ptr, &params, &held_dy.tensor,
                                               &held_x.tensor, &held_out.tensor, &report)
             check_status(status, &report, where)
             self._last_backend = backend_name(report.backend_used)

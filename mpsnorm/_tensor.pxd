@@ -61,7 +61,7 @@ cdef int require_like(const HeldTensor *reference, str reference_name,
 
 # A new C-contiguous NumPy array of the held tensor's shape and dtype (the
 # one place mpsnorm imports NumPy).
-cdef object new_array_like(const HeldTensor *held)
+cdef object new_array_like(const HeldTensor *held, str where)
 
 # A new NumPy vector of `length` elements of the C dtype.
-cdef object new_vector(Py_ssize_t length, int dtype)
+cdef object new_vector(Py_ssize_t length, int dtype, str where)

@@ -413,11 +413,18 @@ cdef int require_like(const HeldTensor *reference, str reference_name,
     return 0
 
 
-cdef object new_array_like(const HeldTensor *held):
+cdef object new_array(tuple shape, int dtype, str where):
     import numpy
-    return numpy.empty(held_shape(held), dtype=DTYPE_NAMES[held.tensor.dtype])
+    try:
+        return numpy.empty(shape, dtype=DTYPE_NAMES[dtype])
+    except MemoryError as error:
+        raise MemoryError(f"{where}: cannot allocate an output of shape {shape} "
+                          f"({DTYPE_NAMES[dtype]}): {error}") from None
 
 
-cdef object new_vector(Py_ssize_t length, int dtype):
-    import numpy
-    return numpy.empty((length,), dtype=DTYPE_NAMES[dtype])
+cdef object new_array_like(const HeldTensor *held, str where):
+    return new_array(held_shape(held), held.tensor.dtype, where)
+
+
+cdef object new_vector(Py_ssize_t length, int dtype, str where):
+    return new_array((length,), dtype, where)
