@@ -1,4 +1,4 @@
-# cython: language_level=3
+# cython: language_level=3, auto_pickle=False
 """Backends: which exist here, and engines bound to one of them."""
 from mpsnorm._status cimport check_status
 from mpsnorm.libmpsnorm cimport *

@@ -1,4 +1,4 @@
-# cython: language_level=3
+# cython: language_level=3, auto_pickle=False
 """Instance normalization (MPSCNNInstanceNormalization) and its gradient
 (MPSCNNInstanceNormalizationGradient) as Python objects."""
 import array

@@ -1,4 +1,4 @@
-# cython: language_level=3
+# cython: language_level=3, auto_pickle=False
 """Local contrast normalization (MPSCNNLocalContrastNormalization) and its
 gradient (MPSCNNLocalContrastNormalizationGradient) as Python objects."""
 from libc.string cimport memset
