@@ -22,7 +22,7 @@ cdef class _InstanceNormKernel:
     cdef int _require_engine(self) except -1
     cdef mpsnorm_inorm_params _params(self, bytes gamma_bytes, bytes beta_bytes)
     cdef int _check_and_store(self, bytes gamma_bytes, bytes beta_bytes, float epsilon) except -1
-    cdef object _as_array(self, bytes values, float default)
+    cdef object _as_array(self, bytes values, float default, str name)
 
 
 cdef class InstanceNormalization(_InstanceNormKernel):

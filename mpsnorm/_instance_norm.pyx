@@ -70,9 +70,13 @@ cdef class _InstanceNormKernel:
         self.epsilon_value = epsilon
         return 0
 
-    cdef object _as_array(self, bytes values, float default):
+    cdef object _as_array(self, bytes values, float default, str name):
         if values is None:
-            return array.array("f", [default]) * self.num_channels_value
+            try:
+                return array.array("f", [default]) * self.num_channels_value
+            except MemoryError:
+                raise MemoryError(f"{type(self).__name__}: cannot allocate {name} for "
+                                  f"{self.num_channels_value} channels") from None
         result = array.array("f")
         result.frombytes(values)
         return result
@@ -108,7 +112,7 @@ cdef class _InstanceNormKernel:
     @property
     def gamma(self):
         """Per-channel scale, float32 (a copy: assign to change it; None resets to ones)."""
-        return self._as_array(self.gamma_bytes, 1.0)
+        return self._as_array(self.gamma_bytes, 1.0, "gamma")
 
     @gamma.setter
     def gamma(self, values):
@@ -127,7 +131,7 @@ cdef class InstanceNormalization(_InstanceNormKernel):
     @property
     def beta(self):
         """Per-channel shift, float32 (a copy: assign to change it; None resets to zeros)."""
-        return self._as_array(self.beta_bytes, 0.0)
+        return self._as_array(self.beta_bytes, 0.0, "beta")
 
     @beta.setter
     def beta(self, values):

@@ -10,10 +10,11 @@ untouched; after the call fails the test checks them bit for bit, checks the obj
 (parameters, threads) did not change, and that the object still gives the same bits as a
 freshly made one.
 
-The last section holds the reproducers of six defects found while writing this matrix (a
-crash on ctypes arrays, a heap over-read after a failed re-__init__, failed re-__init__ calls
-that changed the object, an OverflowError, a datetime64 ValueError without the class name, a
-NumPy complex parameter accepted); they are fixed and stay as regression tests.
+The last section holds the reproducers of defects found while writing this matrix (a crash
+on ctypes arrays, a heap over-read after a failed re-__init__, failed re-__init__ calls that
+changed the object, an OverflowError, a datetime64 ValueError without the class name, a NumPy
+complex parameter accepted) and by the Python fuzzer (a gamma/beta getter's MemoryError
+without a message); they are fixed and stay as regression tests.
 """
 
 import array
@@ -857,3 +858,15 @@ def test_numpy_complex_parameter_is_a_type_error():
         warnings.simplefilter("ignore")
         with pytest.raises(TypeError):
             mpsnorm.LocalContrastNormalization(3, alpha=np.complex128(1 + 2j))
+
+
+@pytest.mark.parametrize("name, attribute", [(IN, "gamma"), (IN, "beta"), (IG, "gamma")])
+def test_default_channel_values_too_large_to_allocate_are_a_named_memory_error(name, attribute):
+    """Was (found by the Python fuzzer): reading the default gamma/beta of an object with an
+    absurd channel count raised a MemoryError without a message. The object stays usable."""
+    kernel = cls(name)(2 ** 60)
+    with pytest.raises(MemoryError) as info:
+        getattr(kernel, attribute)
+    assert name in str(info.value) and attribute in str(info.value)
+    assert str(2 ** 60) in str(info.value)
+    assert kernel.num_channels == 2 ** 60 and kernel.epsilon == np.float32(1e-5)
