@@ -19,6 +19,11 @@ def library_version():
 
 
 cdef str backend_name(int backend):
+    # The two names as constants: a kernel call records one, and decoding costs a new str.
+    if backend == MPSNORM_BACKEND_CPU:
+        return "cpu"
+    if backend == MPSNORM_BACKEND_METAL:
+        return "metal"
     return mpsnorm_backend_name(backend).decode("ascii")
 
 

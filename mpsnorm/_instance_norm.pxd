@@ -16,6 +16,7 @@ cdef class _InstanceNormKernel:
     cdef Engine engine
     cdef Layout _layout
     cdef object _last_backend
+    cdef str _where          # the class name that messages start with, set by __init__
 
     cdef int _setup(self, num_channels, gamma, beta, epsilon, layout, backend) except -1
     cdef bytes _channel_values(self, values, str name, int64_t count)

@@ -3,8 +3,6 @@
 (MPSCNNInstanceNormalizationGradient) as Python objects."""
 import array
 
-from libc.string cimport memset
-
 from mpsnorm._backend cimport Engine, backend_name, create_engine
 from mpsnorm._parameters cimport to_float32, to_float32_bytes, to_int64
 from mpsnorm._status cimport check_status
@@ -32,6 +30,7 @@ cdef class _InstanceNormKernel:
         cdef Layout parsed_layout = parse_layout(layout, where)
         cdef Engine engine = create_engine(backend, where)
         # Nothing can fail past this point: a failed (re-)__init__ changes nothing.
+        self._where = where
         self.engine = engine
         self.num_channels_value = count
         self.epsilon_value = params.epsilon
@@ -144,7 +143,6 @@ cdef class InstanceNormalization(_InstanceNormKernel):
                 f"layout={self.layout!r}, backend={self.backend!r})")
 
     def __call__(self, x, *, out=None):
-        where = type(self).__name__
         cdef HeldTensor held_x, held_out
         cdef bytes gamma_bytes = self.gamma_bytes
         cdef bytes beta_bytes = self.beta_bytes
@@ -152,14 +150,12 @@ cdef class InstanceNormalization(_InstanceNormKernel):
         cdef mpsnorm_report report
         cdef int status
         self._require_engine()
+        cdef str where = self._where
         cdef Engine engine = self.engine  # kept alive for the call, whatever __init__ does
-        memset(&held_x, 0, sizeof(held_x))
-        memset(&held_out, 0, sizeof(held_out))
+        held_x.held = held_out.held = False
         try:
             hold_tensor(&held_x, x, "x", where, self._layout, False)
-            result = new_array_like(&held_x, where) if out is None else out
-            hold_tensor(&held_out, result, "out", where, self._layout, True)
-            require_like(&held_x, "x", &held_out, "out", where)
+            result = hold_output(&held_out, out, &held_x, where, self._layout)
             with nogil:
                 status = mpsnorm_inorm_forward(engine.ptr, &params, &held_x.tensor,
                                                &held_out.tensor, &report)
@@ -186,31 +182,25 @@ cdef class InstanceNormalizationGradient(_InstanceNormKernel):
                 f"backend={self.backend!r})")
 
     def __call__(self, dy, x, *, out=None, out_gamma=None, out_beta=None):
-        where = type(self).__name__
         cdef HeldTensor held_dy, held_x, held_out
         cdef HeldVector held_gamma, held_beta
+        cdef int vector_dtype
+        cdef int64_t channels
         cdef bytes gamma_bytes = self.gamma_bytes
         cdef mpsnorm_inorm_params params = self._params(gamma_bytes, None)
         cdef mpsnorm_report report
         cdef int status
         self._require_engine()
+        cdef str where = self._where
         cdef Engine engine = self.engine  # kept alive for the call, whatever __init__ does
-        memset(&held_dy, 0, sizeof(held_dy))
-        memset(&held_x, 0, sizeof(held_x))
-        memset(&held_out, 0, sizeof(held_out))
-        memset(&held_gamma, 0, sizeof(held_gamma))
-        memset(&held_beta, 0, sizeof(held_beta))
+        held_dy.held = held_x.held = held_out.held = held_gamma.held = held_beta.held = False
         try:
-            hold_tensor(&held_dy, dy, "dy", where, self._layout, False)
-            hold_tensor(&held_x, x, "x", where, self._layout, False)
-            require_like(&held_x, "x", &held_dy, "dy", where)
+            hold_input_pair(&held_dy, dy, &held_x, x, where, self._layout)
+            result = hold_output(&held_out, out, &held_x, where, self._layout)
             vector_dtype = MPSNORM_FLOAT64 if held_x.tensor.dtype == MPSNORM_FLOAT64 else MPSNORM_FLOAT32
             channels = held_x.tensor.shape[1]
-            result = new_array_like(&held_x, where) if out is None else out
             dgamma = new_vector(channels, vector_dtype, where) if out_gamma is None else out_gamma
             dbeta = new_vector(channels, vector_dtype, where) if out_beta is None else out_beta
-            hold_tensor(&held_out, result, "out", where, self._layout, True)
-            require_like(&held_x, "x", &held_out, "out", where)
             hold_vector(&held_gamma, dgamma, "out_gamma", where)
             hold_vector(&held_beta, dbeta, "out_beta", where)
             with nogil:

@@ -10,6 +10,7 @@ cdef class _LocalContrastKernel:
     cdef Engine engine
     cdef Layout _layout
     cdef object _last_backend
+    cdef str _where          # the class name that messages start with, set by __init__
 
     cdef int _require_engine(self) except -1
     cdef int _set(self, str name, object value) except -1

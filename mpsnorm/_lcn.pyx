@@ -1,8 +1,6 @@
 # cython: language_level=3, auto_pickle=False
 """Local contrast normalization (MPSCNNLocalContrastNormalization) and its
 gradient (MPSCNNLocalContrastNormalizationGradient) as Python objects."""
-from libc.string cimport memset
-
 from mpsnorm._backend cimport Engine, backend_name, create_engine
 from mpsnorm._parameters cimport to_float32, to_int64
 from mpsnorm._status cimport check_status
@@ -32,6 +30,7 @@ cdef class _LocalContrastKernel:
         cdef Layout parsed_layout = parse_layout(layout, where)
         cdef Engine engine = create_engine(backend, where)
         # Nothing can fail past this point: a failed (re-)__init__ changes nothing.
+        self._where = where
         self.engine = engine
         self.params = params
         self._layout = parsed_layout
@@ -148,20 +147,17 @@ cdef class LocalContrastNormalization(_LocalContrastKernel):
     MPSCNNLocalContrastNormalization, with its defaults)."""
 
     def __call__(self, x, *, out=None):
-        where = type(self).__name__
         cdef HeldTensor held_x, held_out
         cdef mpsnorm_lcn_params params = self.params
         cdef mpsnorm_report report
         cdef int status
         self._require_engine()
+        cdef str where = self._where
         cdef Engine engine = self.engine  # kept alive for the call, whatever __init__ does
-        memset(&held_x, 0, sizeof(held_x))
-        memset(&held_out, 0, sizeof(held_out))
+        held_x.held = held_out.held = False
         try:
             hold_tensor(&held_x, x, "x", where, self._layout, False)
-            result = new_array_like(&held_x, where) if out is None else out
-            hold_tensor(&held_out, result, "out", where, self._layout, True)
-            require_like(&held_x, "x", &held_out, "out", where)
+            result = hold_output(&held_out, out, &held_x, where, self._layout)
             with nogil:
                 status = mpsnorm_lcn_forward(engine.ptr, &params, &held_x.tensor,
                                              &held_out.tensor, &report)
@@ -178,23 +174,17 @@ cdef class LocalContrastNormalizationGradient(_LocalContrastKernel):
     (MPS's MPSCNNLocalContrastNormalizationGradient)."""
 
     def __call__(self, dy, x, *, out=None):
-        where = type(self).__name__
         cdef HeldTensor held_dy, held_x, held_out
         cdef mpsnorm_lcn_params params = self.params
         cdef mpsnorm_report report
         cdef int status
         self._require_engine()
+        cdef str where = self._where
         cdef Engine engine = self.engine  # kept alive for the call, whatever __init__ does
-        memset(&held_dy, 0, sizeof(held_dy))
-        memset(&held_x, 0, sizeof(held_x))
-        memset(&held_out, 0, sizeof(held_out))
+        held_dy.held = held_x.held = held_out.held = False
         try:
-            hold_tensor(&held_dy, dy, "dy", where, self._layout, False)
-            hold_tensor(&held_x, x, "x", where, self._layout, False)
-            require_like(&held_x, "x", &held_dy, "dy", where)
-            result = new_array_like(&held_x, where) if out is None else out
-            hold_tensor(&held_out, result, "out", where, self._layout, True)
-            require_like(&held_x, "x", &held_out, "out", where)
+            hold_input_pair(&held_dy, dy, &held_x, x, where, self._layout)
+            result = hold_output(&held_out, out, &held_x, where, self._layout)
             with nogil:
                 status = mpsnorm_lcn_gradient(engine.ptr, &params, &held_dy.tensor,
                                               &held_x.tensor, &held_out.tensor, &report)

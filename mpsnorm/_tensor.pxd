@@ -59,6 +59,15 @@ cdef tuple held_shape(const HeldTensor *held)
 cdef int require_like(const HeldTensor *reference, str reference_name,
                       const HeldTensor *other, str other_name, str where) except -1
 
+# Holds a gradient call's inputs dy and x (read-only use) and checks they agree.
+cdef int hold_input_pair(HeldTensor *held_dy, object dy, HeldTensor *held_x, object x,
+                         str where, Layout layout) except -1
+
+# Holds the output of a call on held_x: `out`, or a new array like x when it
+# is None, writable and of x's shape and dtype. Returns the object to return.
+cdef object hold_output(HeldTensor *held_out, object out, const HeldTensor *held_x, str where,
+                        Layout layout)
+
 # A new C-contiguous NumPy array of the held tensor's shape and dtype (the
 # one place mpsnorm imports NumPy).
 cdef object new_array_like(const HeldTensor *held, str where)

@@ -8,6 +8,7 @@ offset, the read-only flag of versioned DLPack honoured. Either way the
 memory stays held until release_*() (after the C call returns)."""
 import sys
 
+cimport cython
 from cpython.buffer cimport (PyBUF_FORMAT, PyBUF_STRIDES, PyBuffer_Release, PyObject_CheckBuffer,
                              PyObject_GetBuffer)
 from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_IsValid, PyCapsule_SetName
@@ -19,6 +20,12 @@ from mpsnorm._dlpack cimport *
 from mpsnorm.libmpsnorm cimport *
 
 cdef bint NATIVE_LITTLE = sys.byteorder == "little"
+
+# The logical axis (0 N, 1 C, 2 H, 3 W) held by each axis of a 4-D array, per layout.
+cdef int NCHW_AXES[4]
+cdef int NHWC_AXES[4]
+NCHW_AXES[:] = [0, 1, 2, 3]
+NHWC_AXES[:] = [0, 2, 3, 1]
 
 cdef dict DTYPE_NAMES = {MPSNORM_FLOAT32: "float32", MPSNORM_FLOAT16: "float16",
                          MPSNORM_FLOAT64: "float64"}
@@ -67,7 +74,30 @@ cdef str describe_format(str code, Py_ssize_t itemsize):
     return f"{kind}{itemsize * 8}"
 
 
+cdef inline int native_float_format(const char *format, Py_ssize_t itemsize) noexcept:
+    """The dtype of a native-order "f", "e" or "d" format (optionally prefixed "@", "=" or
+    the native byte-order mark), read without making Python strings; -1 for anything else."""
+    cdef char code
+    if format == NULL:
+        return -1
+    if format[0] == c"@" or format[0] == c"=" or format[0] == (c"<" if NATIVE_LITTLE else c">"):
+        format += 1
+    code = format[0]
+    if code == 0 or format[1] != 0:
+        return -1
+    if code == c"f" and itemsize == 4:
+        return MPSNORM_FLOAT32
+    if code == c"e" and itemsize == 2:
+        return MPSNORM_FLOAT16
+    if code == c"d" and itemsize == 8:
+        return MPSNORM_FLOAT64
+    return -1
+
+
 cdef int parse_format(const char *format, Py_ssize_t itemsize, str name, str where) except -1:
+    cdef int dtype = native_float_format(format, itemsize)
+    if dtype >= 0:
+        return dtype
     code = format.decode("ascii", "replace") if format != NULL else "B"
     order = ""
     if code and code[0] in "@=<>!":
@@ -295,6 +325,7 @@ cdef void *holding_data(const Holding *holding) noexcept:
     return <void *>(<char *>dl.data + dl.byte_offset)
 
 
+@cython.cdivision(True)  # exact multiples only: C and Python division agree
 cdef int64_t holding_stride(const Holding *holding, int axis, str name, str where) except? -1:
     """The stride of `axis` in elements."""
     cdef Py_ssize_t stride
@@ -344,7 +375,9 @@ cdef int describe_tensor(HeldTensor *held, str name, str where, Layout layout) e
     tensor.shape[0] = 1
     tensor.strides[0] = 0
     # Python axes, in order, hold these logical axes (0 N, 1 C, 2 H, 3 W).
-    order = (0, 2, 3, 1) if layout == LAYOUT_NHWC else (0, 1, 2, 3)
+    cdef const int *order = &NCHW_AXES[0]
+    if layout == LAYOUT_NHWC:
+        order = &NHWC_AXES[0]
     for axis in range(ndim):
         logical = order[axis + 1 - first]
         held.shape[axis] = holding_extent(holding, axis)
@@ -400,17 +433,41 @@ cdef tuple held_shape(const HeldTensor *held):
     return tuple([held.shape[i] for i in range(held.ndim)])
 
 
+cdef bint same_shape_and_dtype(const HeldTensor *a, const HeldTensor *b) noexcept:
+    if a.ndim != b.ndim or a.tensor.dtype != b.tensor.dtype:
+        return False
+    for axis in range(a.ndim):
+        if a.shape[axis] != b.shape[axis]:
+            return False
+    return True
+
+
 cdef int require_like(const HeldTensor *reference, str reference_name,
                       const HeldTensor *other, str other_name, str where) except -1:
+    if same_shape_and_dtype(reference, other):
+        return 0
     reference_shape = held_shape(reference)
     other_shape = held_shape(other)
     if other_shape != reference_shape:
         raise ValueError(f"{where}: {other_name} has shape {other_shape} but {reference_name} "
                          f"has shape {reference_shape}")
-    if other.tensor.dtype != reference.tensor.dtype:
-        raise ValueError(f"{where}: {other_name} has dtype {DTYPE_NAMES[other.tensor.dtype]} "
-                         f"but {reference_name} has dtype {DTYPE_NAMES[reference.tensor.dtype]}")
-    return 0
+    raise ValueError(f"{where}: {other_name} has dtype {DTYPE_NAMES[other.tensor.dtype]} "
+                     f"but {reference_name} has dtype {DTYPE_NAMES[reference.tensor.dtype]}")
+
+
+cdef int hold_input_pair(HeldTensor *held_dy, object dy, HeldTensor *held_x, object x,
+                         str where, Layout layout) except -1:
+    hold_tensor(held_dy, dy, "dy", where, layout, False)
+    hold_tensor(held_x, x, "x", where, layout, False)
+    return require_like(held_x, "x", held_dy, "dy", where)
+
+
+cdef object hold_output(HeldTensor *held_out, object out, const HeldTensor *held_x, str where,
+                        Layout layout):
+    result = new_array_like(held_x, where) if out is None else out
+    hold_tensor(held_out, result, "out", where, layout, True)
+    require_like(held_x, "x", held_out, "out", where)
+    return result
 
 
 cdef object new_array(tuple shape, int dtype, str where):

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "checked_math.h"
 #include "validate.h"
 
 int mpsnorm_fail(int status, char *message, size_t size, const char *format, ...)
@@ -106,16 +107,16 @@ static uint64_t magnitude(int64_t value)
  * to data, for a non-empty tensor; 0 if they do not fit the address space. */
 static int offset_bounds(const mpsnorm_tensor *tensor, size_t item, uint64_t *below, uint64_t *above)
 {
-    const uint64_t limit = (uint64_t)INT64_MAX / item;
+    const uint64_t limit = (uint64_t)INT64_MAX >> (item == 8 ? 3 : item == 4 ? 2 : 1);
     uint64_t low = 0, high = 0;
     for (int axis = 0; axis < 4; axis++) {
         uint64_t steps = (uint64_t)(tensor->shape[axis] - 1);
         uint64_t stride = magnitude(tensor->strides[axis]);
+        uint64_t reach;
         if (steps == 0 || stride == 0)
             continue;
-        if (stride > limit / steps)
+        if (!mpsnorm_mul_u64(steps, stride, &reach) || reach > limit)
             return 0;
-        uint64_t reach = steps * stride;
         uint64_t *side = tensor->strides[axis] < 0 ? &low : &high;
         if (*side > limit - reach)
             return 0;
@@ -145,10 +146,9 @@ int mpsnorm_check_tensor(const mpsnorm_tensor *tensor, const char *name, char *m
         if (extent < 0)
             return mpsnorm_fail(MPSNORM_ERR_BAD_SHAPE, message, size,
                                 "%s has negative size %lld on axis %d", name, (long long)extent, axis);
-        if (extent != 0 && count > INT64_MAX / extent)
+        if (!mpsnorm_mul_nonneg_i64(count, extent, &count))
             return mpsnorm_fail(MPSNORM_ERR_BAD_SHAPE, message, size,
                                 "%s has more elements than fit in 64 bits", name);
-        count *= extent;
     }
     if (count == 0)
         return MPSNORM_OK;

@@ -2,6 +2,7 @@
  * scratch.c -- overflow-safe allocation of per-worker scratch.
  */
 #include "scratch.h"
+#include "checked_math.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -12,11 +13,10 @@ int64_t mpsnorm_size_mad(int64_t a, int64_t b, int64_t c)
 {
     if (a < 0 || b < 0 || c < 0)
         return -1;
-    if (b != 0 && a > INT64_MAX / b)
+    int64_t product;
+    if (!mpsnorm_mul_nonneg_i64(a, b, &product) || product > INT64_MAX - c)
         return -1;
-    if (a * b > INT64_MAX - c)
-        return -1;
-    return a * b + c;
+    return product + c;
 }
 
 double *mpsnorm_alloc_doubles(int64_t count)
