@@ -10,6 +10,8 @@ import pytest
 
 from mpsnorm import bench as mb
 
+mb.quiet_blas()
+
 IMPLEMENTATIONS = ["mpsnorm", "numpy", "torch"]
 _bandwidth = {}
 

@@ -26,3 +26,11 @@ def test_lcn_gradient_matches_reference():
     mb.check_agreement(impls, 1e-4)
     impls, _, _ = mb.lcn_impls("gradient", (1, 2, 40, 50), 4, layout="NHWC")
     mb.check_agreement(impls, 1e-4)
+
+
+@pytest.mark.parametrize("impl", ["mpsnorm", "numpy"])
+def test_lcn_gradient_call_overhead(benchmark, impl):
+    """A (1,1,4,4) call with out= beside np.add(a, b, out=c) on the same arrays."""
+    benchmark.group = "lcn_gradient call (1,1,4,4) float32 out= vs np.add out="
+    benchmark.extra_info["implementation"] = impl
+    benchmark(mb.call_impls("lcn")[impl])
