@@ -34,9 +34,11 @@ GOAL_ROWS = [
 ]
 
 
-def run(args, timeout):
+def run(args, timeout, cwd):
+    """Run from `cwd`, outside the source tree: the mpsnorm under test is the one this
+    Python imports (an installed wheel, or the editable build), never the tree's by path."""
     return subprocess.run([sys.executable] + args, capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO)
+                          timeout=timeout, cwd=str(cwd))
 
 
 def has_torch():
@@ -47,10 +49,10 @@ def has_torch():
     return True
 
 
-def test_bench_command_reports_every_goal():
+def test_bench_command_reports_every_goal(tmp_path):
     pytest.importorskip("scipy", reason="the LCN reference needs SciPy (pip install scipy)")
     import mpsnorm
-    result = run(["-m", "mpsnorm", "bench"], timeout=900)
+    result = run(["-m", "mpsnorm", "bench"], timeout=900, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     lines = result.stdout.splitlines()
     goals = [g for g in GOAL_ROWS
@@ -66,10 +68,10 @@ def test_bench_command_reports_every_goal():
 
 
 @pytest.mark.skipif(not os.path.isdir(BENCH), reason="bench/ is in the source tree only")
-def test_benchmark_suite_runs_each_case_once():
+def test_benchmark_suite_runs_each_case_once(tmp_path):
     pytest.importorskip("pytest_benchmark", reason="pip install pytest-benchmark")
     pytest.importorskip("scipy", reason="the LCN reference needs SciPy (pip install scipy)")
-    result = run(["-m", "pytest", "bench", "-q", "--benchmark-disable", "-p",
-                  "no:cacheprovider"], timeout=1800)
+    result = run(["-m", "pytest", BENCH, "-q", "--benchmark-disable", "-p",
+                  "no:cacheprovider"], timeout=1800, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert " passed" in result.stdout and " failed" not in result.stdout
