@@ -314,12 +314,14 @@ _MEMORY_PROBE = r"""
 import gc, sys, json
 import numpy as np, mpsnorm
 from mpsnorm import bench
-kind, op, shape, k, dtype, threads = json.loads(sys.argv[1])
+kind, op, shape, k, dtype, layout, threads = json.loads(sys.argv[1])
 mpsnorm.set_num_threads(threads)
 if op == "lcn":
-    impls, nbytes, arrays = bench.lcn_impls(kind, tuple(shape), k, dtype, references=False)
+    impls, nbytes, arrays = bench.lcn_impls(kind, tuple(shape), k, dtype, layout,
+                                            references=False)
 else:
-    impls, nbytes, arrays = bench.inorm_impls(kind, tuple(shape), dtype, references=False)
+    impls, nbytes, arrays = bench.inorm_impls(kind, tuple(shape), dtype, layout,
+                                              references=False)
 run = impls["mpsnorm"]
 for a in arrays:
     a[...] = a  # touched
@@ -336,14 +338,14 @@ print(json.dumps({"extra": status("VmHWM") - before, "tensor": nbytes}))
 """
 
 
-def memory_extra(op, kind, shape, k=9, dtype="float32", threads=2):
+def memory_extra(op, kind, shape, k=9, dtype="float32", threads=2, layout="NCHW"):
     """Peak memory a call adds on top of its inputs and output (Linux:
     /proc/self/status VmHWM, reset before the call), in a fresh process.
     Returns (extra bytes, bytes of one tensor), or None where unsupported."""
     if not (sys.platform.startswith("linux") and os.path.exists("/proc/self/clear_refs")):
         return None
     import json
-    arg = json.dumps([kind, op, list(shape), k, dtype, threads])
+    arg = json.dumps([kind, op, list(shape), k, dtype, layout, threads])
     try:
         # every allocation of 64 KiB or more gets fresh pages, so the peak
         # shows it (glibc otherwise reuses heap pages that are already resident)
@@ -503,10 +505,11 @@ def run_report(full=False, out=sys.stdout):
             _row(rows, f"{label}: {what}", f"{t / base:.2f}", f"<= {limit}", t / base <= limit)
 
     # memory
-    for label, args in (("LCN grad 9x9 (4,16,256,256) f32", ("lcn", "gradient", LCN_SHAPE, 9)),
-                        ("inorm grad (32,32,128,128) f32",
-                         ("inorm", "gradient", INORM_SHAPE, 0))):
-        m = memory_extra(*args, threads=threads)
+    for label, args, layout in (
+            ("LCN grad 9x9 (4,16,256,256) f32", ("lcn", "gradient", LCN_SHAPE, 9), "NCHW"),
+            ("LCN grad 9x9 (4,16,256,256) f32 NHWC", ("lcn", "gradient", LCN_SHAPE, 9), "NHWC"),
+            ("inorm grad (32,32,128,128) f32", ("inorm", "gradient", INORM_SHAPE, 0), "NCHW")):
+        m = memory_extra(*args, threads=threads, layout=layout)
         if m is None:
             _row(rows, f"memory: extra peak of one call, {label}", "n/a (needs Linux /proc)",
                  "O(threads x plane)", None)

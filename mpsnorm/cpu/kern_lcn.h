@@ -609,8 +609,8 @@ static void KNAME(lcn_rows)(const mpsnorm_lcn_job *job, const mpsnorm_lcn_layout
         double first[64], sum = 0.0;
         const int64_t m = job->w < 64 ? job->w : 64;
         int64_t i;
-        io_load_d(job->x->dtype, job->x->data, io_offset(job->x, st.n, st.c, 0, 0),
-                  job->x->strides[3], m, first);
+        io_load_d(job->shift_x->dtype, job->shift_x->data,
+                  io_offset(job->shift_x, st.n, st.c, 0, 0), job->shift_x->strides[3], m, first);
         for (i = 0; i < m; ++i)
             sum += first[i];
         st.shift = sum / (double)m;

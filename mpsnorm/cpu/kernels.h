@@ -72,6 +72,7 @@ enum { MPSNORM_POWER_RSQRT = 0, MPSNORM_POWER_RECIPROCAL = 1, MPSNORM_POWER_GENE
  */
 typedef struct mpsnorm_lcn_job {
     const mpsnorm_tensor *x, *dy, *out; /* dy: NULL for the forward */
+    const mpsnorm_tensor *shift_x;      /* the caller's x, when x is a staged view of it */
     int dtype;
     int gradient;
     int stream_out; /* large unit-stride output: written with streaming stores */
