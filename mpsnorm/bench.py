@@ -87,6 +87,28 @@ def time_call(fn, repeat=5, warmup=1, min_time=0.0):
     return {"best": min(samples), "median": statistics.median(samples), "samples": samples}
 
 
+def time_pair(fn_a, fn_b, repeat=5, min_time=0.0):
+    """Best wall times (a, b) of two calls timed alternately, a sample of each per round:
+    a ratio of the two is then taken under the same conditions even when the machine's
+    speed drifts during the run (as on a shared virtual machine)."""
+    timers = []
+    for fn in (fn_a, fn_b):
+        fn()  # warm-up
+        loops = 1
+        if min_time > 0:
+            t0 = time.perf_counter()
+            fn()
+            loops = max(1, int(min_time / max(time.perf_counter() - t0, 1e-9)))
+        timers.append((fn, loops, []))
+    for _ in range(repeat):
+        for fn, loops, samples in timers:
+            t0 = time.perf_counter()
+            for _ in range(loops):
+                fn()
+            samples.append((time.perf_counter() - t0) / loops)
+    return min(timers[0][2]), min(timers[1][2])
+
+
 def copy_bandwidth(nbytes, repeat=5):
     """Bytes per second NumPy's copy moves (read + write) on arrays of nbytes."""
     np = _numpy()
@@ -366,29 +388,36 @@ def concurrent_ratio(make_fn, repeat):
     fns = [make_fn(seed) for seed in (1, 2)]
     previous = mpsnorm.get_num_threads()
     mpsnorm.set_num_threads(1)
+
+    def both():
+        threads = [threading.Thread(target=fn) for fn in fns]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
     try:
-        sequential = time_call(lambda: (fns[0](), fns[1]()), repeat=repeat)["best"]
-
-        def both():
-            threads = [threading.Thread(target=fn) for fn in fns]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-
-        concurrent = time_call(both, repeat=repeat)["best"]
+        sequential, concurrent = time_pair(lambda: (fns[0](), fns[1]()), both, repeat)
     finally:
         mpsnorm.set_num_threads(previous)
     return concurrent / sequential
 
 
-def with_threads(n, fn, repeat):
+def thread_speedup(fn, repeat):
+    """Time with one intra-op thread over time with two, timed alternately."""
     previous = mpsnorm.get_num_threads()
-    mpsnorm.set_num_threads(n)
+
+    def on(n):
+        def call():
+            mpsnorm.set_num_threads(n)
+            fn()
+        return call
+
     try:
-        return time_call(fn, repeat=repeat)["best"]
+        one, two = time_pair(on(1), on(2), repeat)
     finally:
         mpsnorm.set_num_threads(previous)
+    return one / two
 
 
 # ---- the report ------------------------------------------------------------------------------
@@ -420,16 +449,24 @@ def run_report(full=False, out=sys.stdout):
     # instance-norm gradient vs PyTorch's backward, and its roofline
     impls, nbytes, _ = inorm_impls("gradient", INORM_SHAPE)
     bw = copy_bandwidth(nbytes, repeat=rep)
-    t_in = time_call(impls["mpsnorm"], repeat=rep)["best"]
-    t_np = time_call(impls["numpy"], repeat=max(2, rep // 3))["best"]
-    t_tb = time_call(impls["torch"], repeat=rep)["best"] if impls["torch"] else None
+    # each ratio from one alternating pair of timings (time_pair)
+    t_in, t_np = time_pair(impls["mpsnorm"], impls["numpy"], repeat=max(2, rep // 3))
+    t_tb = None
+    if impls["torch"]:
+        t_in_torch, t_tb = time_pair(impls["mpsnorm"], impls["torch"], repeat=rep)
     print(f"copy bandwidth on a {nbytes / 2**20:.0f} MiB tensor: {bw / 1e9:.1f} GB/s "
           f"(read + write)", file=out)
+    speedup_np = t_np / t_in
+    if t_tb is not None:
+        speedup_torch = t_tb / t_in_torch
+        t_in = min(t_in, t_in_torch)
     _row(rows, "inorm grad (32,32,128,128) f32: mpsnorm", _fmt_ms(t_in), "", None)
-    _row(rows, "  speed-up over NumPy", f"{t_np / t_in:.1f}x", "", None)
-    _row(rows, "  speed-up over PyTorch backward alone",
-         "torch not installed" if t_tb is None else f"{t_tb / t_in:.2f}x ({_fmt_ms(t_tb)})",
-         ">= 3x", None if t_tb is None else t_tb / t_in >= 3)
+    _row(rows, "  speed-up over NumPy", f"{speedup_np:.1f}x", "", None)
+    if t_tb is None:
+        _row(rows, "  speed-up over PyTorch backward alone", "torch not installed", ">= 3x", None)
+    else:
+        _row(rows, "  speed-up over PyTorch backward alone",
+             f"{speedup_torch:.2f}x ({_fmt_ms(t_tb)})", ">= 3x", speedup_torch >= 3)
     frac = roofline_fraction(nbytes, 3, t_in, bw)
     _row(rows, "  roofline (3 tensors / copy bandwidth)", f"{frac:.0%}", ">= 60%", frac >= 0.6)
 
@@ -438,7 +475,8 @@ def run_report(full=False, out=sys.stdout):
     bw = copy_bandwidth(nbytes, repeat=rep)
     t_l9 = time_call(impls["mpsnorm"], repeat=rep)["best"]
     if impls["numpy"] is not None:
-        t_sp = time_call(impls["numpy"], repeat=max(2, rep // 3))["best"]
+        t_l9_pair, t_sp = time_pair(impls["mpsnorm"], impls["numpy"], repeat=max(2, rep // 3))
+        t_l9 = min(t_l9, t_l9_pair)
         _row(rows, "LCN grad (4,16,256,256) f32 9x9 alpha=1: mpsnorm", _fmt_ms(t_l9), "", None)
         _row(rows, "  speed-up over NumPy/SciPy (uniform_filter)",
              f"{t_sp / t_l9:.1f}x ({_fmt_ms(t_sp)})", ">= 30x", t_sp / t_l9 >= 30)
@@ -446,14 +484,14 @@ def run_report(full=False, out=sys.stdout):
         _row(rows, "LCN grad (4,16,256,256) f32 9x9 alpha=1: mpsnorm", _fmt_ms(t_l9), "", None)
         _row(rows, "  speed-up over NumPy/SciPy", "SciPy not installed", ">= 30x", None)
     if impls["torch"] is not None:
-        t_lt = time_call(impls["torch"], repeat=max(2, rep // 3))["best"]
-        _row(rows, "  speed-up over PyTorch backward alone", f"{t_lt / t_l9:.1f}x", "", None)
+        t_l9_torch, t_lt = time_pair(impls["mpsnorm"], impls["torch"], repeat=max(2, rep // 3))
+        _row(rows, "  speed-up over PyTorch backward alone", f"{t_lt / t_l9_torch:.1f}x", "",
+             None)
     frac = roofline_fraction(nbytes, 3, t_l9, bw)
     _row(rows, "  roofline (3 tensors / copy bandwidth)", f"{frac:.0%}", ">= 33%", frac >= 0.33)
-    t_k = {}
-    for k in (3, 31):
-        t_k[k] = time_call(lcn_impls("gradient", LCN_SHAPE, k, references=False)[0]["mpsnorm"],
-                           repeat=rep)["best"]
+    t_k = dict(zip((3, 31), time_pair(
+        *[lcn_impls("gradient", LCN_SHAPE, k, references=False)[0]["mpsnorm"] for k in (3, 31)],
+        repeat=rep)))
     ratio = t_k[31] / t_k[3]
     _row(rows, "LCN grad 31x31 / 3x3", f"{ratio:.2f} ({_fmt_ms(t_k[31])} / {_fmt_ms(t_k[3])})",
          "<= 1.3", ratio <= 1.3)
@@ -463,8 +501,8 @@ def run_report(full=False, out=sys.stdout):
     for kernel, label in (("lcn", "LCN grad 3x3 out="),
                           ("inorm", "inorm grad out=, out_gamma=, out_beta=")):
         impls = call_impls(kernel)
-        t_add[kernel] = time_call(impls["numpy"], repeat=rep, min_time=0.02)["best"]
-        t_call = time_call(impls["mpsnorm"], repeat=rep, min_time=0.02)["best"]
+        t_add[kernel], t_call = time_pair(impls["numpy"], impls["mpsnorm"], repeat=rep,
+                                          min_time=0.02)
         ratio = t_call / t_add[kernel]
         _row(rows, f"call overhead (1,1,4,4) {label} / np.add out=",
              f"{ratio:.2f} ({t_call * 1e6:.2f} us / {t_add[kernel] * 1e6:.2f} us)", "<= 2",
@@ -476,10 +514,9 @@ def run_report(full=False, out=sys.stdout):
                           lcn_impls("gradient", LCN_SHAPE, 9, references=False)[0]["mpsnorm"]),
                          ("inorm grad",
                           inorm_impls("gradient", INORM_SHAPE, references=False)[0]["mpsnorm"])):
-            t1 = with_threads(1, fn, rep)
-            t2 = with_threads(2, fn, rep)
-            _row(rows, f"threads: {name} 1 thread / 2 threads", f"{t1 / t2:.2f}x", ">= 1.7x",
-                 t1 / t2 >= 1.7)
+            speedup = thread_speedup(fn, rep)
+            _row(rows, f"threads: {name} 1 thread / 2 threads", f"{speedup:.2f}x", ">= 1.7x",
+                 speedup >= 1.7)
     else:
         notes.append("one CPU: the thread rows need two")
     for name, make in (
@@ -497,11 +534,11 @@ def run_report(full=False, out=sys.stdout):
                                                     **kw)[0]["mpsnorm"]),
             ("inorm grad", lambda **kw: inorm_impls("gradient", INORM_SHAPE, references=False,
                                                     **kw)[0]["mpsnorm"])):
-        base = time_call(make(), repeat=rep)["best"]
+        base_fn = make()
         for what, kw, limit in (("float16 / float32", dict(dtype="float16"), 1.3),
                                 ("NHWC / NCHW", dict(layout="NHWC"), 1.3),
                                 ("strided view / contiguous", dict(view="strided"), 2.0)):
-            t = time_call(make(**kw), repeat=rep)["best"]
+            base, t = time_pair(base_fn, make(**kw), repeat=rep)
             _row(rows, f"{label}: {what}", f"{t / base:.2f}", f"<= {limit}", t / base <= limit)
 
     # memory
