@@ -348,6 +348,8 @@ static int lcn_main(const mpsnorm_lcn_params *params, const mpsnorm_tensor *dy,
     tasks = run.staged ? job->n * job->bands * run.groups : job->n * job->c * job->bands;
     work = job->band_rows > INT64_MAX / job->w ? INT64_MAX : job->band_rows * job->w;
     work = work > INT64_MAX / 40 ? INT64_MAX : work * (job->gradient ? 40 : 16);
+    if (run.staged) /* a staged task runs a group of planes */
+        work = work > INT64_MAX / LCN_STAGE_CHANNELS ? INT64_MAX : work * LCN_STAGE_CHANNELS;
     workers = mpsnorm_workers_for(tasks, work);
     status = mpsnorm_scratch_alloc_local(&run.scratch, workers,
                                          (bytes + LCN_ALIGN + 7) / (int64_t)sizeof(double),
