@@ -10,6 +10,17 @@ from mpsnorm._tensor cimport *
 from mpsnorm.libmpsnorm cimport *
 
 
+cdef mpsnorm_inorm_params channel_params(int64_t count, float epsilon, bytes gamma_bytes,
+                                          bytes beta_bytes):
+    """The C parameters pointing into the given (caller-held) float32 bytes."""
+    cdef mpsnorm_inorm_params params
+    params.num_channels = count
+    params.epsilon = epsilon
+    params.gamma = <const float *><const char *>gamma_bytes if gamma_bytes is not None else NULL
+    params.beta = <const float *><const char *>beta_bytes if beta_bytes is not None else NULL
+    return params
+
+
 cdef class _InstanceNormKernel:
     """Channel count, gamma, beta, epsilon, backend and layout."""
 
@@ -22,10 +33,8 @@ cdef class _InstanceNormKernel:
             raise ValueError(f"{where}: num_channels must be >= 1, got {num_channels!r}")
         gamma_bytes = None if gamma is None else to_float32_bytes(gamma, count, "gamma", where)
         beta_bytes = None if beta is None else to_float32_bytes(beta, count, "beta", where)
-        params.num_channels = count
-        params.epsilon = to_float32(epsilon, "epsilon", where)
-        params.gamma = <const float *><const char *>gamma_bytes if gamma_bytes is not None else NULL
-        params.beta = <const float *><const char *>beta_bytes if beta_bytes is not None else NULL
+        params = channel_params(count, to_float32(epsilon, "epsilon", where), gamma_bytes,
+                                beta_bytes)
         check_status(mpsnorm_inorm_params_check(&params, &report), &report, where)
         cdef Layout parsed_layout = parse_layout(layout, where)
         cdef Engine engine = create_engine(backend, where)
@@ -51,13 +60,9 @@ cdef class _InstanceNormKernel:
         return 0
 
     cdef mpsnorm_inorm_params _params(self, bytes gamma_bytes, bytes beta_bytes):
-        """The C parameters pointing into the given (caller-held) bytes."""
-        cdef mpsnorm_inorm_params params
-        params.num_channels = self.num_channels_value
-        params.epsilon = self.epsilon_value
-        params.gamma = <const float *><const char *>gamma_bytes if gamma_bytes is not None else NULL
-        params.beta = <const float *><const char *>beta_bytes if beta_bytes is not None else NULL
-        return params
+        """The C parameters of this object pointing into the given (caller-held) bytes."""
+        return channel_params(self.num_channels_value, self.epsilon_value, gamma_bytes,
+                              beta_bytes)
 
     cdef int _check_and_store(self, bytes gamma_bytes, bytes beta_bytes, float epsilon) except -1:
         cdef mpsnorm_report report
