@@ -154,49 +154,55 @@ static double in_lanes_total(double *a)
     return a[0];
 }
 
-/* Channel mode: per-channel sums over `pixels` pixels of C channels each. */
-static void in_acc_channels(const double *restrict x, const double *restrict d, int64_t pixels,
-                            int64_t channels, const double *restrict shift, int quantities,
-                            double *restrict acc)
-{
-    double *restrict s0 = acc, *restrict s1 = acc + channels;
-    double *restrict s2 = acc + 2 * channels, *restrict s3 = acc + 3 * channels;
-    int64_t c = 0, p;
-    for (; c + VD <= channels; c += VD) {
-        vd a0 = ldd(s0 + c), a1 = ldd(s1 + c), a2 = ldd(s2 + c), a3 = ldd(s3 + c);
-        const vd sv = ldd(shift + c);
-        if (quantities == 4) {
-            for (p = 0; p < pixels; ++p) {
-                vd t = ldd(x + p * channels + c) - sv;
-                vd g = ldd(d + p * channels + c);
-                a0 += t;
-                a1 += t * t;
-                a2 += g;
-                a3 += g * t;
-            }
-        } else {
-            for (p = 0; p < pixels; ++p) {
-                vd t = ldd(x + p * channels + c) - sv;
-                a0 += t;
-                a1 += t * t;
-            }
-        }
-        std_(s0 + c, a0);
-        std_(s1 + c, a1);
-        std_(s2 + c, a2);
-        std_(s3 + c, a3);
+/* Channel mode: per-channel sums over `pixels` pixels of C channels each,
+ * from double values (in_acc_channels) or from float values widened exactly
+ * as they are loaded (in_acc_channels_f): the same sums either way. */
+#define IN_ACC_CHANNELS(name, T, LOAD)                                                         \
+    static void name(const T *restrict x, const T *restrict d, int64_t pixels,                 \
+                     int64_t channels, const double *restrict shift, int quantities,           \
+                     double *restrict acc)                                                     \
+    {                                                                                          \
+        double *restrict s0 = acc, *restrict s1 = acc + channels;                              \
+        double *restrict s2 = acc + 2 * channels, *restrict s3 = acc + 3 * channels;           \
+        int64_t c = 0, p;                                                                      \
+        for (; c + VD <= channels; c += VD) {                                                  \
+            vd a0 = ldd(s0 + c), a1 = ldd(s1 + c), a2 = ldd(s2 + c), a3 = ldd(s3 + c);         \
+            const vd sv = ldd(shift + c);                                                      \
+            if (quantities == 4) {                                                             \
+                for (p = 0; p < pixels; ++p) {                                                 \
+                    vd t = LOAD(x + p * channels + c) - sv;                                    \
+                    vd g = LOAD(d + p * channels + c);                                         \
+                    a0 += t;                                                                   \
+                    a1 += t * t;                                                               \
+                    a2 += g;                                                                   \
+                    a3 += g * t;                                                               \
+                }                                                                              \
+            } else {                                                                           \
+                for (p = 0; p < pixels; ++p) {                                                 \
+                    vd t = LOAD(x + p * channels + c) - sv;                                    \
+                    a0 += t;                                                                   \
+                    a1 += t * t;                                                               \
+                }                                                                              \
+            }                                                                                  \
+            std_(s0 + c, a0);                                                                  \
+            std_(s1 + c, a1);                                                                  \
+            std_(s2 + c, a2);                                                                  \
+            std_(s3 + c, a3);                                                                  \
+        }                                                                                      \
+        for (; c < channels; ++c)                                                              \
+            for (p = 0; p < pixels; ++p) {                                                     \
+                double t = (double)x[p * channels + c] - shift[c];                             \
+                s0[c] += t;                                                                    \
+                s1[c] += t * t;                                                                \
+                if (quantities == 4) {                                                         \
+                    s2[c] += (double)d[p * channels + c];                                      \
+                    s3[c] += (double)d[p * channels + c] * t;                                  \
+                }                                                                              \
+            }                                                                                  \
     }
-    for (; c < channels; ++c)
-        for (p = 0; p < pixels; ++p) {
-            double t = x[p * channels + c] - shift[c];
-            s0[c] += t;
-            s1[c] += t * t;
-            if (quantities == 4) {
-                s2[c] += d[p * channels + c];
-                s3[c] += d[p * channels + c] * t;
-            }
-        }
-}
+
+IN_ACC_CHANNELS(in_acc_channels, double, ldd)
+IN_ACC_CHANNELS(in_acc_channels_f, float, ld_f2d)
 
 /* Loads `pixels` pixels (all channels) of row j from column i into buf. */
 static void in_load_pixels_d(const mpsnorm_tensor *t, int64_t n, int64_t j, int64_t i,
@@ -227,6 +233,18 @@ static void in_load_pixels_f(const mpsnorm_tensor *t, int64_t n, int64_t j, int6
                   buf + p * channels);
 }
 
+/* `pixels` pixels (all channels) of row j from column i as floats: in place
+ * when the tensor holds them so (float32, pixels side by side), else loaded
+ * into buf. */
+static const float *in_view_pixels_f(const mpsnorm_tensor *t, int64_t n, int64_t j, int64_t i,
+                                     int64_t pixels, int64_t channels, float *buf)
+{
+    if (t->dtype == MPSNORM_FLOAT32 && t->strides[3] == channels)
+        return (const float *)t->data + io_offset(t, n, 0, j, i);
+    in_load_pixels_f(t, n, j, i, pixels, channels, buf);
+    return buf;
+}
+
 static void in_reduce_channels(const mpsnorm_inorm_job *job, int64_t image, int64_t band,
                                int round, double *scratch)
 {
@@ -242,10 +260,20 @@ static void in_reduce_channels(const mpsnorm_inorm_job *job, int64_t image, int6
     for (j = j0; j < j1; ++j)
         for (i = 0; i < job->w; i += chunk) {
             int64_t pixels = in_min(chunk, job->w - i);
-            in_load_pixels_d(job->x, image, j, i, pixels, channels, xb);
-            if (quantities == 4)
-                in_load_pixels_d(job->dy, image, j, i, pixels, channels, db);
-            in_acc_channels(xb, db, pixels, channels, shift, quantities, acc);
+            if (job->dtype == MPSNORM_FLOAT64) {
+                in_load_pixels_d(job->x, image, j, i, pixels, channels, xb);
+                if (quantities == 4)
+                    in_load_pixels_d(job->dy, image, j, i, pixels, channels, db);
+                in_acc_channels(xb, db, pixels, channels, shift, quantities, acc);
+            } else {
+                const float *xf = in_view_pixels_f(job->x, image, j, i, pixels, channels,
+                                                   (float *)xb);
+                const float *df = quantities == 4
+                                      ? in_view_pixels_f(job->dy, image, j, i, pixels, channels,
+                                                         (float *)db)
+                                      : NULL;
+                in_acc_channels_f(xf, df, pixels, channels, shift, quantities, acc);
+            }
         }
     for (c = 0; c < channels; ++c) {
         double *out = job->part + ((image * channels + c) * job->bands + band) * 4;
@@ -440,12 +468,13 @@ static void in_write_channels(const mpsnorm_inorm_job *job, int64_t image, int64
                     in_load_pixels_d(job->dy, image, j, i, pixels, channels, db);
                 in_apply_channels_d(xb, job->gradient ? db : NULL, ob, pixels, channels, coef);
             } else {
-                float *xf = (float *)xb, *df = (float *)db, *of = (float *)ob;
-                in_load_pixels_f(job->x, image, j, i, pixels, channels, xf);
-                if (job->gradient)
-                    in_load_pixels_f(job->dy, image, j, i, pixels, channels, df);
-                in_apply_channels_f(xf, job->gradient ? df : NULL, of, pixels, channels,
-                                    coef_f);
+                const float *xf = in_view_pixels_f(job->x, image, j, i, pixels, channels,
+                                                   (float *)xb);
+                const float *df = job->gradient
+                                      ? in_view_pixels_f(job->dy, image, j, i, pixels, channels,
+                                                         (float *)db)
+                                      : NULL;
+                in_apply_channels_f(xf, df, (float *)ob, pixels, channels, coef_f);
             }
             in_store_pixels(job->out, image, j, i, pixels, channels, ob, job->stream_out, xb);
         }
