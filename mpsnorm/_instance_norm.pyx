@@ -5,7 +5,7 @@ import array
 
 from mpsnorm._backend cimport Engine, backend_name, create_engine
 from mpsnorm._parameters cimport to_float32, to_float32_bytes, to_int64
-from mpsnorm._status cimport check_status
+from mpsnorm._status cimport check_call_status, check_status
 from mpsnorm._tensor cimport *
 from mpsnorm.libmpsnorm cimport *
 
@@ -164,7 +164,7 @@ cdef class InstanceNormalization(_InstanceNormKernel):
             with nogil:
                 status = mpsnorm_inorm_forward(engine.ptr, &params, &held_x.tensor,
                                                &held_out.tensor, &report)
-            check_status(status, &report, where)
+            check_call_status(status, &report, where)
             self._last_backend = backend_name(report.backend_used)
             return result
         finally:
@@ -212,7 +212,7 @@ cdef class InstanceNormalizationGradient(_InstanceNormKernel):
                 status = mpsnorm_inorm_gradient(engine.ptr, &params, &held_dy.tensor,
                                                 &held_x.tensor, &held_out.tensor,
                                                 &held_gamma.vector, &held_beta.vector, &report)
-            check_status(status, &report, where)
+            check_call_status(status, &report, where)
             self._last_backend = backend_name(report.backend_used)
             return result, dgamma, dbeta
         finally:

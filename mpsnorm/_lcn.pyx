@@ -3,7 +3,7 @@
 gradient (MPSCNNLocalContrastNormalizationGradient) as Python objects."""
 from mpsnorm._backend cimport Engine, backend_name, create_engine
 from mpsnorm._parameters cimport to_float32, to_int64
-from mpsnorm._status cimport check_status
+from mpsnorm._status cimport check_call_status, check_status
 from mpsnorm._tensor cimport *
 from mpsnorm.libmpsnorm cimport *
 
@@ -161,7 +161,7 @@ cdef class LocalContrastNormalization(_LocalContrastKernel):
             with nogil:
                 status = mpsnorm_lcn_forward(engine.ptr, &params, &held_x.tensor,
                                              &held_out.tensor, &report)
-            check_status(status, &report, where)
+            check_call_status(status, &report, where)
             self._last_backend = backend_name(report.backend_used)
             return result
         finally:
@@ -188,7 +188,7 @@ cdef class LocalContrastNormalizationGradient(_LocalContrastKernel):
             with nogil:
                 status = mpsnorm_lcn_gradient(engine.ptr, &params, &held_dy.tensor,
                                               &held_x.tensor, &held_out.tensor, &report)
-            check_status(status, &report, where)
+            check_call_status(status, &report, where)
             self._last_backend = backend_name(report.backend_used)
             return result
         finally:

@@ -17,14 +17,28 @@ cdef object exception_class(int status):
     return MPSNormError
 
 
-cdef int check_status(int status, const mpsnorm_report *report, str where) except -1:
-    if status == MPSNORM_OK:
-        return 0
+cdef str reason_of(int status, const mpsnorm_report *report):
     cdef const char *text
     reason = None
     if report != NULL and report.message[0] != 0:
         text = report.message
         reason = text.decode("utf-8", "replace")
-    if not reason:
-        reason = mpsnorm_status_string(status).decode("ascii")
-    raise exception_class(status)(f"{where}: {reason}")
+    return reason or mpsnorm_status_string(status).decode("ascii")
+
+
+cdef int check_status(int status, const mpsnorm_report *report, str where) except -1:
+    if status == MPSNORM_OK:
+        return 0
+    raise exception_class(status)(f"{where}: {reason_of(status, report)}")
+
+
+# The C ABI's names of a call's outputs, and the keywords a Python call gives them.
+cdef dict PYTHON_NAMES = {"dx": "out", "y": "out", "dgamma": "out_gamma", "dbeta": "out_beta"}
+
+
+cdef int check_call_status(int status, const mpsnorm_report *report, str where) except -1:
+    if status == MPSNORM_OK:
+        return 0
+    # C messages name an argument as a word followed by a space ("dx overlaps x in memory")
+    words = [PYTHON_NAMES.get(word, word) for word in reason_of(status, report).split(" ")]
+    raise exception_class(status)(f"{where}: {' '.join(words)}")
