@@ -21,10 +21,8 @@ import importlib.util
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -37,24 +35,20 @@ class Missing(Exception):
     """A tool the target needs is not installed."""
 
 
+def sanitize_helper(name):
+    """tests/sanitize/<name>.py, loaded by path (a module named `build` exists on PyPI)."""
+    spec = importlib.util.spec_from_file_location(
+        "mpsnorm_sanitize_" + name, os.path.join(REPO, "tests", "sanitize", name + ".py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def run_logged(command, env=None, timeout=None):
-    """(status, output) with the output in a file: a sanitizer's symbolizer may outlive the
-    process holding a pipe open. Its own process group is killed once it has exited."""
-    with tempfile.TemporaryFile(mode="w+") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                   cwd=WORK, start_new_session=True)
-        try:
-            status = process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            status = "timeout"
-        finally:
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-            process.wait()
-        log.seek(0)
-        return status, log.read()
+    """(status, output) of command run from the work directory, its output in a file
+    (tests/sanitize/logged_run.py)."""
+    return sanitize_helper("logged_run").run_logged(command, env=env, cwd=WORK,
+                                                    timeout=timeout)
 
 
 def stats(output):
@@ -113,11 +107,7 @@ def sanitized_python_env():
     runtime = os.path.join(atheris.path(), "asan_with_fuzzer.so")
     if shutil.which("clang") is None or not os.path.isfile(runtime):
         return None
-    spec = importlib.util.spec_from_file_location(
-        "mpsnorm_sanitize_build", os.path.join(REPO, "tests", "sanitize", "build.py"))
-    helper = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(helper)
-    lib_dir = helper.build()
+    lib_dir = sanitize_helper("build").build()
     # The instrumented libraries need libclang_rt.asan-<arch>.so; this name for atheris's
     # runtime makes the loader reuse the preloaded file instead of loading a second ASan.
     alias_dir = os.path.join(WORK, "runtime")

@@ -30,10 +30,8 @@ import importlib.util
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 
 import pytest
 
@@ -41,16 +39,17 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 
 
-def _load_build_helper():
-    """tests/sanitize/build.py, loaded by path (a module named `build` exists on PyPI)."""
+def _load_sanitize_helper(name):
+    """tests/sanitize/<name>.py, loaded by path (a module named `build` exists on PyPI)."""
     spec = importlib.util.spec_from_file_location(
-        "mpsnorm_sanitize_build", os.path.join(HERE, "sanitize", "build.py"))
+        "mpsnorm_sanitize_" + name, os.path.join(HERE, "sanitize", name + ".py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-sanitize_build = _load_build_helper()
+sanitize_build = _load_sanitize_helper("build")
+_logged_run = _load_sanitize_helper("logged_run")
 
 CI = bool(os.environ.get("CI")) and sys.platform.startswith("linux")
 HAVE_CLANG = shutil.which("clang") is not None
@@ -70,24 +69,12 @@ SUBSET_ENV = {"MPSNORM_HYPOTHESIS_EXAMPLES": "40", "MPSNORM_CONCURRENCY_CALLS": 
 
 
 def run_logged(command, env, cwd=HERE, timeout=600):
-    """Runs command with its output in a file (not a pipe) and returns (status, output).
-
-    A sanitizer report starts llvm-symbolizer, which can outlive the process and keep an
-    inherited pipe open, so communicate() would wait forever. The command gets its own
-    process group, killed once it has exited (that ends any such symbolizer)."""
-    with tempfile.TemporaryFile(mode="w+") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                   cwd=cwd, start_new_session=True)
-        try:
-            status = process.wait(timeout=timeout)
-        finally:
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-            process.wait()
-        log.seek(0)
-        return status, log.read()
+    """(status, output) of command run from cwd (tests/sanitize/logged_run.py); running
+    longer than `timeout` seconds fails the test."""
+    status, output = _logged_run.run_logged(command, env=env, cwd=cwd, timeout=timeout)
+    if status == "timeout":
+        pytest.fail(f"{command[0]} ran longer than {timeout} s:\n{output[-3000:]}")
+    return status, output
 
 
 def last_summary(output, pattern):
