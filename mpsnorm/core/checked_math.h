@@ -24,14 +24,11 @@ static inline int mpsnorm_mul_u64(uint64_t a, uint64_t b, uint64_t *product)
 /* *product = a * b for a, b >= 0; returns 0 on overflow of int64_t. */
 static inline int mpsnorm_mul_nonneg_i64(int64_t a, int64_t b, int64_t *product)
 {
-#if defined(__GNUC__) || defined(__clang__)
-    return !__builtin_mul_overflow(a, b, product);
-#else
-    if (b != 0 && a > INT64_MAX / b)
+    uint64_t wide;
+    if (!mpsnorm_mul_u64((uint64_t)a, (uint64_t)b, &wide) || wide > (uint64_t)INT64_MAX)
         return 0;
-    *product = a * b;
+    *product = (int64_t)wide;
     return 1;
-#endif
 }
 
 #endif /* MPSNORM_CHECKED_MATH_H */
