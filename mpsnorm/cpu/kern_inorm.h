@@ -25,105 +25,61 @@ static int64_t in_run(const mpsnorm_inorm_job *job)
     return job->run;
 }
 
-/* acc[q][lane] += the band sums of one run of m elements */
-static void in_acc(const double *restrict x, const double *restrict d, int64_t m, double s,
-                   int quantities, double acc[4][IN_LANES])
-{
-    vd a0[IN_NV], a1[IN_NV], a2[IN_NV], a3[IN_NV];
-    const vd sv = bcd(s);
-    int64_t k = 0;
-    int v, l;
+/* acc[q][lane] += the band sums of one run of m elements: from double values
+ * (in_acc), or from float values widened to double in registers (in_acc_fd);
+ * the same sums either way. */
+#define IN_ACC(name, T, LOAD)                                                                  \
+    static void name(const T *restrict x, const T *restrict d, int64_t m, double s,            \
+                     int quantities, double acc[4][IN_LANES])                                  \
+    {                                                                                          \
+        vd a0[IN_NV], a1[IN_NV], a2[IN_NV], a3[IN_NV];                                         \
+        const vd sv = bcd(s);                                                                  \
+        int64_t k = 0;                                                                         \
+        int v, l;                                                                              \
+                                                                                               \
+        for (v = 0; v < IN_NV; ++v) {                                                          \
+            a0[v] = ldd(&acc[0][v * VD]);                                                      \
+            a1[v] = ldd(&acc[1][v * VD]);                                                      \
+            a2[v] = ldd(&acc[2][v * VD]);                                                      \
+            a3[v] = ldd(&acc[3][v * VD]);                                                      \
+        }                                                                                      \
+        if (quantities == 4) {                                                                 \
+            for (; k + IN_LANES <= m; k += IN_LANES)                                           \
+                for (v = 0; v < IN_NV; ++v) {                                                  \
+                    vd t = LOAD(x + k + v * VD) - sv;                                          \
+                    vd g = LOAD(d + k + v * VD);                                               \
+                    a0[v] += t;                                                                \
+                    a1[v] += t * t;                                                            \
+                    a2[v] += g;                                                                \
+                    a3[v] += g * t;                                                            \
+                }                                                                              \
+        } else {                                                                               \
+            for (; k + IN_LANES <= m; k += IN_LANES)                                           \
+                for (v = 0; v < IN_NV; ++v) {                                                  \
+                    vd t = LOAD(x + k + v * VD) - sv;                                          \
+                    a0[v] += t;                                                                \
+                    a1[v] += t * t;                                                            \
+                }                                                                              \
+        }                                                                                      \
+        for (v = 0; v < IN_NV; ++v) {                                                          \
+            std_(&acc[0][v * VD], a0[v]);                                                      \
+            std_(&acc[1][v * VD], a1[v]);                                                      \
+            std_(&acc[2][v * VD], a2[v]);                                                      \
+            std_(&acc[3][v * VD], a3[v]);                                                      \
+        }                                                                                      \
+        for (l = 0; k < m; ++k, ++l) {                                                         \
+            double t = (double)x[k] - s;                                                       \
+            acc[0][l] += t;                                                                    \
+            acc[1][l] += t * t;                                                                \
+            if (quantities == 4) {                                                             \
+                acc[2][l] += (double)d[k];                                                     \
+                acc[3][l] += (double)d[k] * t;                                                 \
+            }                                                                                  \
+        }                                                                                      \
+    }
 
-    for (v = 0; v < IN_NV; ++v) {
-        a0[v] = ldd(&acc[0][v * VD]);
-        a1[v] = ldd(&acc[1][v * VD]);
-        a2[v] = ldd(&acc[2][v * VD]);
-        a3[v] = ldd(&acc[3][v * VD]);
-    }
-    if (quantities == 4) {
-        for (; k + IN_LANES <= m; k += IN_LANES)
-            for (v = 0; v < IN_NV; ++v) {
-                vd t = ldd(x + k + v * VD) - sv;
-                vd g = ldd(d + k + v * VD);
-                a0[v] += t;
-                a1[v] += t * t;
-                a2[v] += g;
-                a3[v] += g * t;
-            }
-    } else {
-        for (; k + IN_LANES <= m; k += IN_LANES)
-            for (v = 0; v < IN_NV; ++v) {
-                vd t = ldd(x + k + v * VD) - sv;
-                a0[v] += t;
-                a1[v] += t * t;
-            }
-    }
-    for (v = 0; v < IN_NV; ++v) {
-        std_(&acc[0][v * VD], a0[v]);
-        std_(&acc[1][v * VD], a1[v]);
-        std_(&acc[2][v * VD], a2[v]);
-        std_(&acc[3][v * VD], a3[v]);
-    }
-    for (l = 0; k < m; ++k, ++l) {
-        double t = x[k] - s;
-        acc[0][l] += t;
-        acc[1][l] += t * t;
-        if (quantities == 4) {
-            acc[2][l] += d[k];
-            acc[3][l] += d[k] * t;
-        }
-    }
-}
-
-/* in_acc for float inputs, widened to double in registers */
-static void in_acc_fd(const float *restrict x, const float *restrict d, int64_t m, double s,
-                      int quantities, double acc[4][IN_LANES])
-{
-    vd a0[IN_NV], a1[IN_NV], a2[IN_NV], a3[IN_NV];
-    const vd sv = bcd(s);
-    int64_t k = 0;
-    int v, l;
-
-    for (v = 0; v < IN_NV; ++v) {
-        a0[v] = ldd(&acc[0][v * VD]);
-        a1[v] = ldd(&acc[1][v * VD]);
-        a2[v] = ldd(&acc[2][v * VD]);
-        a3[v] = ldd(&acc[3][v * VD]);
-    }
-    if (quantities == 4) {
-        for (; k + IN_LANES <= m; k += IN_LANES)
-            for (v = 0; v < IN_NV; ++v) {
-                vd t = ld_f2d(x + k + v * VD) - sv;
-                vd g = ld_f2d(d + k + v * VD);
-                a0[v] += t;
-                a1[v] += t * t;
-                a2[v] += g;
-                a3[v] += g * t;
-            }
-    } else {
-        for (; k + IN_LANES <= m; k += IN_LANES)
-            for (v = 0; v < IN_NV; ++v) {
-                vd t = ld_f2d(x + k + v * VD) - sv;
-                a0[v] += t;
-                a1[v] += t * t;
-            }
-    }
-    for (v = 0; v < IN_NV; ++v) {
-        std_(&acc[0][v * VD], a0[v]);
-        std_(&acc[1][v * VD], a1[v]);
-        std_(&acc[2][v * VD], a2[v]);
-        std_(&acc[3][v * VD], a3[v]);
-    }
-    for (l = 0; k < m; ++k, ++l) {
-        double t = (double)x[k] - s;
-        acc[0][l] += t;
-        acc[1][l] += t * t;
-        if (quantities == 4) {
-            acc[2][l] += (double)d[k];
-            acc[3][l] += (double)d[k] * t;
-        }
-    }
-}
+IN_ACC(in_acc, double, ldd)
+IN_ACC(in_acc_fd, float, ld_f2d)
 
 /* A run of m elements of t at off as floats (float32/float16 tensors): the
  * tensor's own memory when it is a contiguous float32 run, else buf. */
