@@ -55,7 +55,7 @@ static MPSCNNLocalContrastNormalization *_Nullable forward_kernel(mpsnorm_metal_
     [kernel setP0:params->p0];
     [kernel setPm:params->pm];
     [kernel setPs:params->ps];
-    [kernel setEdgeMode:MPSImageEdgeModeZero]; /* the documented default, which SPEC.md assumes */
+    [kernel setEdgeMode:MPSImageEdgeModeZero]; /* the documented default, which docs/SPEC.md assumes */
     return kernel;
 }
 

@@ -1,4 +1,4 @@
-"""Independent float64 NumPy reference of the mpsnorm numerical contract (SPEC.md).
+"""Independent float64 NumPy reference of the mpsnorm numerical contract (docs/SPEC.md).
 
 Nothing here imports mpsnorm. Every function takes arrays in the caller's logical
 layout ("NCHW" batches (N, C, H, W) or single images (C, H, W); "NHWC" batches
@@ -9,7 +9,7 @@ Parameters are rounded to float32 first and then widened, as the contract demand
 
 Local contrast normalization is evaluated with DIRECT window loops: one shifted,
 zero-padded copy of the plane per window offset, summed. The gradient uses the
-SPEC formula, with the adjoint window sum Badj implemented as its own direct loop
+docs/SPEC.md formula, with the adjoint window sum Badj implemented as its own direct loop
 over the mirrored window. (tests/test_gradcheck.py checks that formula against an
 explicit Jacobian and a complex-step Jacobian on tiny inputs.)
 
@@ -20,7 +20,7 @@ tolerance checks and the memory forms (strided, reversed, memoryview, read-only)
 import numpy as np
 
 # ---------------------------------------------------------------------------
-# Tolerances (SPEC "Accuracy contract")
+# Tolerances (docs/SPEC.md "Accuracy contract")
 
 TOL = {
     np.dtype(np.float64): 1e-10,
@@ -107,8 +107,8 @@ def layout_shape(nchw, layout="NCHW", ndim=4):
 # Window sums by direct loops
 
 def window_extent(k):
-    """(a, b): the window of position p covers [p - a, p + b]."""
-    return (k - 1) // 2, k // 2
+    """(a, b): the window of position p covers [p - a, p + b] (one more before p for even k)."""
+    return k // 2, (k - 1) // 2
 
 
 def _shifted(f, dj, di):
@@ -187,7 +187,7 @@ def lcn_forward(x, kernel_width, kernel_height=None, layout="NCHW", **params):
 
 
 def lcn_gradient(dy, x, kernel_width, kernel_height=None, layout="NCHW", **params):
-    """float64 reference of LocalContrastNormalizationGradient (SPEC formula).
+    """float64 reference of LocalContrastNormalizationGradient (docs/SPEC.md formula).
 
         D = T^(-beta); A = X - p0*M; U = dY*A*D/T
         dX = ps*(dY*D - (p0/N)*Badj(dY*D) - (2*alpha*beta/N)*(X*Badj(U) - Badj(U*M)))

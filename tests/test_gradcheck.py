@@ -1,6 +1,6 @@
 """Gradient kernels against finite differences of the forward kernels (float64).
 
-Also checks the reference's own gradient formulas (SPEC) against brute-force
+Also checks the reference's own gradient formulas (docs/SPEC.md) against brute-force
 Jacobians built independently of them: an explicit window-membership matrix, and
 complex-step differentiation of the reference forward.
 """
@@ -194,8 +194,8 @@ def _window_matrix(h, w, kw, kh):
     P = h * w
     B = np.zeros((P, P))
     for j, i in itertools.product(range(h), range(w)):
-        for jj in range(j - (kh - 1) // 2, j + kh // 2 + 1):
-            for ii in range(i - (kw - 1) // 2, i + kw // 2 + 1):
+        for jj in range(j - kh // 2, j + (kh - 1) // 2 + 1):
+            for ii in range(i - kw // 2, i + (kw - 1) // 2 + 1):
                 if 0 <= jj < h and 0 <= ii < w:
                     B[j * w + i, jj * w + ii] = 1.0
     return B

@@ -12,7 +12,7 @@ reference (tests/reference.py) on a patch around it with a halo wider than every
 depends on (for the gradient, two windows); a patch cut at the image border is exact because
 the kernels read zeros outside the image. Instance norm: the plane's mean, variance and the
 sums the gradient needs are computed in float64 with NumPy in chunks of rows. Tolerances are
-SPEC's float16 ones (1e-2 x scale).
+docs/SPEC.md's float16 ones (1e-2 x scale).
 
 It runs in a fresh interpreter whose address space is capped at the two arrays plus 4 GiB
 (RLIMIT_AS), so a kernel that needs memory in proportion to the plane (instead of a strip of
@@ -33,6 +33,8 @@ import sys
 import textwrap
 
 import pytest
+
+pytestmark = pytest.mark.heavy  # minutes: MPSNORM_TEST_FULL=1 (conftest.py)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SIDE = 46341                       # SIDE**2 = 2,147,488,281 > 2**31

@@ -251,14 +251,15 @@ def test_zero_size_single_image():
 
 @pytest.mark.parametrize("dtype", ref.DTYPES, ids=lambda d: np.dtype(d).name)
 def test_even_window_direction_impulse(dtype):
-    """kw = kh = 2: the window of (j, i) is rows [j, j+1], columns [i, i+1].
+    """kw = kh = 2: the window of (j, i) is rows [j-1, j], columns [i-1, i] (MPS's placement:
+    one more pixel up and to the left).
 
     With alpha = 0, delta = 1, p0 = 1: Y = X - M. An impulse 1 at (2, 3) gives
-    M = 1/4 at the pixels whose window contains it: rows 1..2, columns 2..3."""
+    M = 1/4 at the pixels whose window contains it: rows 2..3, columns 3..4."""
     x = np.zeros((1, 1, 5, 6), dtype)
     x[0, 0, 2, 3] = 1
     expected = np.zeros((5, 6))
-    expected[1:3, 2:4] = -0.25
+    expected[2:4, 3:5] = -0.25
     expected[2, 3] = 0.75
     y = mpsnorm.LocalContrastNormalization(2, delta=1.0)(x)
     np.testing.assert_allclose(np.asarray(y, np.float64)[0, 0], expected, rtol=0, atol=1e-3)
@@ -266,13 +267,13 @@ def test_even_window_direction_impulse(dtype):
 
 @pytest.mark.parametrize("dtype", ref.DTYPES, ids=lambda d: np.dtype(d).name)
 def test_rectangular_window_direction_impulse(dtype):
-    """kw = 4, kh = 1: columns [i-1, i+2]; the impulse at column 3 reaches columns 1..4.
+    """kw = 4, kh = 1: columns [i-2, i+1]; the impulse at column 3 reaches columns 2..5.
 
     pm = 0.5, ps = 2, p0 = 1, delta = 1, alpha = 0: Y = 0.5 + 2*(X - M), M = X-sum/4."""
     x = np.zeros((1, 1, 3, 7), dtype)
     x[0, 0, 1, 3] = 1
     expected = np.full((3, 7), 0.5)
-    expected[1, 1:5] = 0.5 - 0.5
+    expected[1, 2:6] = 0.5 - 0.5
     expected[1, 3] = 0.5 + 2 * 0.75
     y = mpsnorm.LocalContrastNormalization(4, 1, delta=1.0, pm=0.5, ps=2.0)(x)
     np.testing.assert_allclose(np.asarray(y, np.float64)[0, 0], expected, rtol=0, atol=1e-3)
@@ -312,15 +313,15 @@ def test_nonfinite_data_propagates(dtype):
 # -- the reference itself ------------------------------------------------------------------
 
 def _pixel_loop_lcn(plane, kw, kh, p):
-    """Per-pixel loops straight from the SPEC text (slow; tiny planes only)."""
+    """Per-pixel loops straight from the docs/SPEC.md text (slow; tiny planes only)."""
     h, w = plane.shape
     y = np.empty_like(plane)
     n = kw * kh
     for j in range(h):
         for i in range(w):
             s = s2 = 0.0
-            for jj in range(j - (kh - 1) // 2, j + kh // 2 + 1):
-                for ii in range(i - (kw - 1) // 2, i + kw // 2 + 1):
+            for jj in range(j - kh // 2, j + (kh - 1) // 2 + 1):
+                for ii in range(i - kw // 2, i + (kw - 1) // 2 + 1):
                     if 0 <= jj < h and 0 <= ii < w:
                         s += plane[jj, ii]
                         s2 += plane[jj, ii] ** 2
@@ -388,3 +389,17 @@ def test_large_magnitudes_low_precision(dtype):
     check_forward(xvals, xvals, dtype, 3, 3, "NCHW", PARAM_SETS["alpha1"])
     check_forward(xvals, xvals, dtype, 4, 2, "NCHW", dict(alpha=1.0, beta=1.0, delta=1.0))
     check_forward(xvals, xvals, dtype, 5, 5, "NCHW", dict(alpha=0.0, delta=4.0))
+
+
+# -- the even-window placement, in numbers worked by hand --------------------------------
+
+def test_even_window_gradient_sums_the_adjoint_window():
+    """With alpha = 0, dX = D * (dY - Badj(dY) / N), D = delta^-1/2, and Badj sums the outputs
+    whose window holds the pixel: for kw = 2 those are columns q and q+1."""
+    dy = np.array([1.0, 0.0, 0.0, 0.0, 0.0, 2.0]).reshape(1, 1, 1, 6)
+    x = np.zeros_like(dy)
+    dx = mpsnorm.LocalContrastNormalizationGradient(2, 1)(dy, x)
+    d = 1024.0 ** 0.5
+    # Badj(dY) = [dY0 + dY1, dY1 + dY2, ..., dY5] = [1, 0, 0, 0, 2, 2]
+    np.testing.assert_array_equal(dx.reshape(6), d * (dy.reshape(6) - np.array(
+        [1.0, 0.0, 0.0, 0.0, 2.0, 2.0]) / 2))

@@ -1,4 +1,4 @@
-"""LocalContrastNormalizationGradient against the float64 reference (SPEC formula)."""
+"""LocalContrastNormalizationGradient against the float64 reference (docs/SPEC.md formula)."""
 
 import itertools
 

@@ -1,5 +1,5 @@
 """The Metal backend on a Mac with a GPU: every kernel x dtype x layout against
-the CPU backend and the float64 reference, within SPEC.md's tolerances, plus
+the CPU backend and the float64 reference, within docs/SPEC.md's tolerances, plus
 the CPU fallback of what MPS cannot do.
 
 Runs only where mpsnorm.backends() contains "metal"; elsewhere every test is
@@ -51,7 +51,7 @@ def logical(layout, shape=SHAPE):
 
 
 def assert_matches(got_metal, got_cpu, expected, dtype, scale_from, what):
-    """Metal within the SPEC tolerance of the float64 reference and of the CPU backend."""
+    """Metal within the docs/SPEC.md tolerance of the float64 reference and of the CPU backend."""
     assert got_metal.dtype == got_cpu.dtype, what
     assert_close(got_metal, expected, dtype, scale_from=scale_from, what=what + " vs float64")
     assert_close(got_metal, got_cpu.astype(np.float64), dtype, scale_from=scale_from,

@@ -2,7 +2,7 @@
 dtypes, layouts (NCHW / NHWC, 4-D batches and 3-D single images), windows and parameters,
 with inputs and outputs placed in memory at random (storage order, offsets, steps of either
 sign, zero-stride broadcast inputs, NumPy arrays or memoryviews), against the float64
-reference of tests/reference.py with SPEC's tolerances.
+reference of tests/reference.py with docs/SPEC.md's tolerances.
 
 Besides the values, each example checks that the inputs are unchanged bit for bit, that
 nothing outside an out= view's elements was written (the rest of its buffer keeps its

@@ -2,7 +2,7 @@
  * instance_norm.c -- instance normalization, forward and gradient, on the CPU
  * (the driver: job set-up, rounds, threads; the loops are in kern_inorm.h).
  *
- * Per plane (n, c), SPEC.md:
+ * Per plane (n, c), docs/SPEC.md:
  *   mu = mean(X), var = mean((X - mu)^2), r = 1/sqrt(var + eps),
  *   Y = gamma[c]*(X - mu)*r + beta[c],
  *   dX = gamma[c]*r*(dY - mean(dY) - Xh*mean(dY*Xh)),  Xh = (X - mu)*r,

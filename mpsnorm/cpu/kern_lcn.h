@@ -2,7 +2,7 @@
  * kern_lcn.h -- part of the kernel template (kernels_impl.h): LCN forward and
  * gradient of a range of output rows of one plane, streamed in strips.
  *
- * SPEC.md, per pixel, N = kw*kh:
+ * docs/SPEC.md, per pixel, N = kw*kh:
  *   M = B(X)/N, VAR = max(B(X^2)/N - M^2, 0), T = delta + alpha*VAR, D = T^-beta
  *   Y  = pm + ps*(X - p0*M)*D
  *   dX = ps*(G - (p0/N)*Badj(G) - (2*alpha*beta/N)*(X*Badj(U) - Badj(U*M)))

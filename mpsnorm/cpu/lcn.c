@@ -281,10 +281,11 @@ static int lcn_main(const mpsnorm_lcn_params *params, const mpsnorm_tensor *dy,
         int64_t total = mpsnorm_size_mad(plane, job->n * job->c, 0);
         job->stream_out = total >= 0 && total > MPSNORM_STREAM_BYTES / 8 && out->strides[3] == 1;
     }
-    job->left = (params->kernel_width - 1) / 2;
-    job->right = params->kernel_width / 2;
-    job->up = (params->kernel_height - 1) / 2;
-    job->down = params->kernel_height / 2;
+    /* docs/SPEC.md: an even window reaches one pixel further up and left */
+    job->left = params->kernel_width / 2;
+    job->right = (params->kernel_width - 1) / 2;
+    job->up = params->kernel_height / 2;
+    job->down = (params->kernel_height - 1) / 2;
     job->count = (double)params->kernel_width * (double)params->kernel_height;
     job->alpha = (double)params->alpha;
     job->beta = (double)params->beta;

@@ -50,9 +50,9 @@ extern "C" {
 #endif
 
 #define MPSNORM_VERSION_MAJOR 0
-#define MPSNORM_VERSION_MINOR 1
+#define MPSNORM_VERSION_MINOR 2
 #define MPSNORM_VERSION_PATCH 0
-#define MPSNORM_VERSION_STRING "0.1.0"
+#define MPSNORM_VERSION_STRING "0.2.0"
 
 /* Largest accepted kernel width or height. */
 #define MPSNORM_MAX_KERNEL_SIZE 65535
@@ -146,7 +146,9 @@ typedef struct mpsnorm_report {
 /*
  * Local contrast normalization (both forward and gradient). Values are
  * float32 like MPS's properties. Window of pixel (row j, column i): columns
- * [i - (kw-1)/2, i + kw/2], rows [j - (kh-1)/2, j + kh/2], zero outside.
+ * [i - kw/2, i + (kw-1)/2], rows [j - kh/2, j + (kh-1)/2], zero outside
+ * (an even window reaches one pixel further up and left: MPS's convention,
+ * docs/SPEC.md).
  */
 typedef struct mpsnorm_lcn_params {
     int64_t kernel_width;   /* 1 .. MPSNORM_MAX_KERNEL_SIZE */

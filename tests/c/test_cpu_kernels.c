@@ -2,13 +2,13 @@
  * test_cpu_kernels.c -- plain-C tests of mpsnorm's portable CPU backend.
  *
  * Checks mpsnorm_cpu_* (backend.h) and the thread split (threads.h) against
- *  (a) direct O(k^2) window-loop float64 references of the SPEC.md formulas,
+ *  (a) direct O(k^2) window-loop float64 references of the docs/SPEC.md formulas,
  *      written here independently of the kernels (the LCN adjoint is a
  *      literal scatter, not a mirrored window), and
  *  (b) central finite differences of the forward, for both gradients,
  * over even/odd/rectangular windows, windows larger than the image, 1x1
  * planes, default and non-default parameters, NCHW/NHWC/negative/padded
- * strides, float64/float32/float16 (SPEC tolerances), and bitwise equality
+ * strides, float64/float32/float16 (docs/SPEC.md tolerances), and bitwise equality
  * across 1, 2, 3 and 8 threads. One line per check; the last line is
  * "N passed, M failed"; the exit status is non-zero on any failure.
  *
@@ -406,10 +406,10 @@ static int64_t imin(int64_t a, int64_t b)
 static void ref_window(const ref_lcn *p, int64_t h, int64_t w, int64_t j, int64_t i, int64_t *r0,
                        int64_t *r1, int64_t *c0, int64_t *c1)
 {
-    *c0 = imax(0, i - (p->kw - 1) / 2);
-    *c1 = imin(w - 1, i + p->kw / 2);
-    *r0 = imax(0, j - (p->kh - 1) / 2);
-    *r1 = imin(h - 1, j + p->kh / 2);
+    *c0 = imax(0, i - p->kw / 2);
+    *c1 = imin(w - 1, i + (p->kw - 1) / 2);
+    *r0 = imax(0, j - p->kh / 2);
+    *r1 = imin(h - 1, j + (p->kh - 1) / 2);
 }
 
 /* M and T of every pixel of one plane. */
@@ -1524,7 +1524,7 @@ static void test_bands(void)
 /*
  * Window statistics of data with a large local mean against its spread
  * (E[X^2] - M^2 cancels) and large windows: float32 must stay within the
- * SPEC tolerance with a margin (here: 1/4 of it).
+ * docs/SPEC.md tolerance with a margin (here: 1/4 of it).
  */
 static void test_float32_stress(void)
 {
@@ -1574,7 +1574,7 @@ static void test_float32_stress(void)
                 check(0, "float32 stress: status %d", status);
             else
                 check_close(out, ref, g ? dyr : xr, count, 0.25 * tol_of(MPSNORM_FLOAT32),
-                            "float32 stress: lcn %s, %s (1/4 of the SPEC tolerance)",
+                            "float32 stress: lcn %s, %s (1/4 of the docs/SPEC.md tolerance)",
                             g ? "grad" : "fwd", cases[c].what);
         }
         free(x);
