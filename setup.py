@@ -30,13 +30,21 @@ def relative_sources(*patterns):
     return [os.path.relpath(path, HERE) for path in found]
 
 
+def library_sources(*groups):
+    """The files of the named groups of mpsnorm/sources.txt (the one list of the library's
+    sources), relative to this directory."""
+    with open(os.path.join(HERE, "mpsnorm", "sources.txt")) as listing:
+        lines = [line.split(":", 1) for line in listing if line.strip() and line[0] != "#"]
+    entries = {name.strip(): paths.split() for name, paths in lines}
+    return relative_sources(*[pattern for group in groups for pattern in entries[group]])
+
+
 def library_extension():
-    sources = relative_sources("mpsnorm/core/*.c", "mpsnorm/cpu/*.c")
+    common = ("kernels", "checks", "dispatch", "metal_route")
+    sources = library_sources(*common, "metal" if MACOS else "no_metal")
     compile_args = ["-O3", "-fvisibility=hidden", "-Wall", "-Wextra"]
     link_args = []
     if MACOS:
-        sources = [s for s in sources if not s.endswith("metal_unavailable.c")]
-        sources += relative_sources("objc/*.m")
         compile_args += ["-fobjc-arc"]
         link_args += ["-Wl,-install_name,@rpath/" + LIBRARY_FILE]
         for framework in ("Foundation", "Metal", "MetalPerformanceShaders", "CoreGraphics"):

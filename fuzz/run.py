@@ -16,7 +16,6 @@ corpus afterwards. Crashing inputs go to build/fuzz/artifacts/. The last line pe
 Exit status: 0 clean, 1 a crash or a failed build, 2 a tool is missing.
 """
 import argparse
-import glob
 import importlib.util
 import os
 import re
@@ -35,13 +34,17 @@ class Missing(Exception):
     """A tool the target needs is not installed."""
 
 
-def sanitize_helper(name):
-    """tests/sanitize/<name>.py, loaded by path (a module named `build` exists on PyPI)."""
+def test_helper(path):
+    """tests/<path>.py, loaded by path (a module named `build` exists on PyPI)."""
     spec = importlib.util.spec_from_file_location(
-        "mpsnorm_sanitize_" + name, os.path.join(REPO, "tests", "sanitize", name + ".py"))
+        "mpsnorm_tests_" + path.replace("/", "_"), os.path.join(REPO, "tests", path + ".py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def sanitize_helper(name):
+    return test_helper("sanitize/" + name)
 
 
 def run_logged(command, env=None, timeout=None):
@@ -72,8 +75,8 @@ def fresh_dir(name):
 def build_c():
     if shutil.which("clang") is None:
         raise Missing("clang is not installed (apt-get install clang)")
-    sources = sorted(glob.glob(os.path.join(REPO, "mpsnorm", "core", "*.c")) +
-                     glob.glob(os.path.join(REPO, "mpsnorm", "cpu", "*.c")))
+    sources = test_helper("sources").library_sources("kernels", "checks", "dispatch",
+                                                     "metal_route", "no_metal")
     binary = os.path.join(WORK, "c_abi_fuzzer")
     command = ["clang", "-std=c11", "-g", "-O1", "-fno-omit-frame-pointer", "-pthread",
                "-fsanitize=fuzzer,address,undefined", "-fno-sanitize-recover=undefined",

@@ -13,13 +13,11 @@ import subprocess
 
 import pytest
 
+from sources import library_sources
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SOURCES = [
-    "tests/c/test_metal_route.c",
-    "mpsnorm/core/metal_route.c",
-    "mpsnorm/core/validate.c",
-    "mpsnorm/core/status.c",
-]
+# the route and the checks it uses, with a fake backend instead of objc/ and the dispatcher
+SOURCES = ["tests/c/test_metal_route.c"] + library_sources("metal_route", "checks")
 FLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic",
          "-Impsnorm/include", "-Impsnorm/core"]
 SANITIZERS = ["-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined"]
