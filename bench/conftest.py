@@ -1,10 +1,11 @@
 """Shared helper of the pytest-benchmark suite: every file times mpsnorm and
 its references (NumPy/SciPy always, PyTorch when installed) in one group per
 kernel and shape, with the bytes moved and the roofline fraction in
-extra_info. The implementations and the timing rules live in mpsnorm.bench,
-which `python -m mpsnorm bench` uses too.
+extra_info. The implementations and the timing rules live in mpsnorm.bench, which
+`python -m mpsnorm bench` uses too; the project's goals are in goals.py beside this file.
 
     python -m pytest bench/ --benchmark-only
+    python bench/goals.py --runs 3
 """
 import pytest
 
