@@ -1,4 +1,10 @@
-"""Shared fixtures for the mpsnorm test suite."""
+"""Shared fixtures for the mpsnorm test suite, and the opt-in for its heavy groups.
+
+`python -m pytest tests` runs every kernel, dtype, layout, memory form and error class in a
+few minutes. Tests marked `heavy` (sanitizer and fuzzer builds, the installed-wheel run, the
+largest tensors, leak and stress loops) take longer: they run with MPSNORM_TEST_FULL=1, which
+.ci/run sets, and are skipped with that reason otherwise.
+"""
 
 import os
 import sys
@@ -10,6 +16,22 @@ import pytest
 _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
+
+FULL = os.environ.get("MPSNORM_TEST_FULL") == "1"
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "heavy: a slow group that runs only with MPSNORM_TEST_FULL=1 (.ci/run)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if FULL:
+        return
+    skip = pytest.mark.skip(reason="heavy: runs with MPSNORM_TEST_FULL=1 (as .ci/run does)")
+    for item in items:
+        if "heavy" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ def test_cpu_kernels_c_program(tmp_path):
     run_make("test", tmp_path)
 
 
+@pytest.mark.heavy
 @pytest.mark.skipif(shutil.which("make") is None or
                     (shutil.which("clang") is None and not os.environ.get("CI")),
                     reason="clang is not installed (CI installs it)")

@@ -23,6 +23,8 @@ import pytest
 import mpsnorm
 import reference as ref
 
+pytestmark = pytest.mark.heavy  # minutes: MPSNORM_TEST_FULL=1 (conftest.py)
+
 CALLS = int(os.environ.get("MPSNORM_LEAK_CALLS", "100000"))
 WARMUP = max(2000, CALLS // 20)
 RSS_LIMIT = 1 << 20

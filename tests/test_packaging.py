@@ -2,16 +2,18 @@
 source distribution's contents, and the Linux wheel: built, installed in a fresh
 virtual environment, the test suite run against it from outside the source tree.
 
-The sdist test needs `build` (skipped without it, a failure under CI=true). The
-wheel test takes minutes: it runs under CI=true or MPSNORM_TEST_WHEEL=1, from a
-source tree only (cibuildwheel runs the suite on its own wheels)."""
+The sdist test needs `build` (in the test extra; skipped without it, a failure under
+CI=true). The wheel test takes minutes: it is `heavy` (MPSNORM_TEST_FULL=1), and runs from a
+source tree only (cibuildwheel runs the suite on its own wheels). Both run `build` from a
+scratch directory: from the checkout, the `build/` folder a setuptools build leaves there
+would stand in for the package."""
 import glob
-import importlib.util
 import os
 import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 import zipfile
 
 import pytest
@@ -37,8 +39,15 @@ def load_pyproject():
         return tomllib.load(file)
 
 
+def build_is_installed():
+    """Whether `python -m build` works, asked from outside the checkout."""
+    found = subprocess.run([sys.executable, "-c", "import build.__main__"],
+                           cwd=tempfile.gettempdir(), capture_output=True)
+    return found.returncode == 0
+
+
 def require_build():
-    if importlib.util.find_spec("build") is None:
+    if not build_is_installed():
         if CI:
             pytest.fail("the `build` package is not installed (CI=true requires it)")
         pytest.skip("the `build` package is not installed (pip install build)")
@@ -56,7 +65,8 @@ def run_build(source, outdir, *flags):
     # --no-isolation: the build requirements (setuptools, Cython) are the test extras.
     result = subprocess.run([sys.executable, "-m", "build", *flags, "--no-isolation",
                              "--outdir", str(outdir), str(source)],
-                            capture_output=True, text=True, timeout=1200)
+                            cwd=os.path.dirname(str(outdir)), capture_output=True, text=True,
+                            timeout=1200)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     return result
 
@@ -154,16 +164,16 @@ def test_sdist_holds_sources_headers_pxd_objc_tests_and_examples(tmp_path):
     assert not unwanted, unwanted
 
 
-def wheel_test_reason():
-    if not IN_SOURCE_TREE:
-        return "mpsnorm is imported from an installed package, not this source tree"
-    wanted = os.environ.get("MPSNORM_TEST_WHEEL")
-    if wanted == "0" or not (CI or wanted == "1"):
-        return "takes minutes: runs under CI=true or MPSNORM_TEST_WHEEL=1 (0 turns it off)"
-    return None
+def site_directories():
+    """The directories this interpreter imports installed packages from (a virtual
+    environment's own, and its base's where it sees them)."""
+    return [path for path in sys.path if os.path.basename(path) in ("site-packages",
+                                                                    "dist-packages")]
 
 
-@pytest.mark.skipif(wheel_test_reason() is not None, reason=str(wheel_test_reason()))
+@pytest.mark.heavy
+@pytest.mark.skipif(not IN_SOURCE_TREE,
+                    reason="mpsnorm is imported from an installed package, not this source tree")
 def test_wheel_installs_and_passes_the_tests_outside_the_source_tree(tmp_path):
     require_build()
     source = copy_source_tree(tmp_path / "src")
@@ -176,14 +186,24 @@ def test_wheel_installs_and_passes_the_tests_outside_the_source_tree(tmp_path):
                  "mpsnorm/demo.py", "mpsnorm/libmpsnorm.so"):
         assert name in names, name
     assert not [n for n in names if n.startswith("tests/") or n.endswith((".pyx", ".c"))]
-    # A fresh environment that sees this Python's packages (NumPy, pytest, torch, mypy)
-    # but holds its own mpsnorm: the wheel.
+    # A fresh environment that holds its own mpsnorm, the wheel, and sees the packages this
+    # interpreter sees (NumPy, pytest, torch, mypy) through a .pth file listing its site
+    # directories: `venv --system-site-packages` would show the base interpreter's instead
+    # when this one runs in a virtual environment. Paths a .pth lists come after the venv's
+    # own site-packages, and their own .pth files (an editable mpsnorm) are not run.
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)],
-                   check=True)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = str(venv / "bin" / "python")
+    own_site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()"
+                               "['purelib'])"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    with open(os.path.join(own_site, "mpsnorm-test-parent.pth"), "w") as pth:
+        pth.write("\n".join(site_directories()) + "\n")
     environment = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MYPYPATH")}
-    install = subprocess.run([python, "-m", "pip", "install", "--no-index", "--no-deps", wheel],
+    # the default run: the heavy groups build from the source tree, not from the wheel
+    environment["MPSNORM_TEST_FULL"] = "0"
+    install = subprocess.run([sys.executable, "-m", "pip", "--python", python, "install",
+                              "--no-index", "--no-deps", wheel],
                              env=environment, capture_output=True, text=True)
     assert install.returncode == 0, install.stdout + install.stderr
     elsewhere = tmp_path / "elsewhere"
