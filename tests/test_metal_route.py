@@ -16,10 +16,11 @@ import pytest
 from sources import library_sources
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# the route and the checks it uses, with a fake backend instead of objc/ and the dispatcher
-SOURCES = ["tests/c/test_metal_route.c"] + library_sources("metal_route", "checks")
-FLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic",
-         "-Impsnorm/include", "-Impsnorm/core"]
+# the route, its self-check and the checks and kernels they use, with a fake backend instead
+# of objc/ and the dispatcher
+SOURCES = ["tests/c/test_metal_route.c"] + library_sources("metal_route", "checks", "kernels")
+FLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-pthread",
+         "-Impsnorm/include", "-Impsnorm/core", "-Impsnorm/cpu"]
 SANITIZERS = ["-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined"]
 
 

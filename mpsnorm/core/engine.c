@@ -126,6 +126,23 @@ static int may_fall_back(const mpsnorm_engine *engine)
     return engine->requested != MPSNORM_BACKEND_METAL;
 }
 
+/* A refused Metal call goes to the CPU: the refusal's reason is dropped,
+ * unless it is a notice for the user (mpsnorm.h, mpsnorm_report). */
+static void fall_back(mpsnorm_report *report, int notice)
+{
+    if (!notice)
+        report->message[0] = '\0';
+    report->backend_used = MPSNORM_BACKEND_CPU;
+}
+
+/* A notice stays in the report of a successful call only. */
+static int keep_notice(mpsnorm_report *report, int status)
+{
+    if (status != MPSNORM_OK)
+        report->message[0] = '\0';
+    return status;
+}
+
 static int run_lcn(mpsnorm_engine *engine, const mpsnorm_lcn_params *params,
                    const mpsnorm_tensor *dy, const mpsnorm_tensor *x, const mpsnorm_tensor *out,
                    mpsnorm_report *report)
@@ -137,15 +154,17 @@ static int run_lcn(mpsnorm_engine *engine, const mpsnorm_lcn_params *params,
         status = check_call_tensors(dy, x, out, dy != NULL ? "dx" : "y", message, size);
     if (status != MPSNORM_OK || mpsnorm_tensor_count(x) == 0)
         return status;
+    int notice = 0;
     if (mpsnorm_engine_backend(engine) == MPSNORM_BACKEND_METAL) {
-        status = mpsnorm_metal_route_lcn(engine->metal, params, dy, x, out, message, size);
+        status = mpsnorm_metal_route_lcn(engine->metal, params, dy, x, out,
+                                         may_fall_back(engine), message, size, &notice);
         if (status != MPSNORM_ERR_UNSUPPORTED || !may_fall_back(engine))
             return status;
-        message[0] = '\0';
-        report->backend_used = MPSNORM_BACKEND_CPU;
+        fall_back(report, notice);
     }
-    return dy != NULL ? mpsnorm_cpu_lcn_gradient(params, dy, x, out)
-                      : mpsnorm_cpu_lcn_forward(params, x, out);
+    status = dy != NULL ? mpsnorm_cpu_lcn_gradient(params, dy, x, out)
+                        : mpsnorm_cpu_lcn_forward(params, x, out);
+    return keep_notice(report, status);
 }
 
 int mpsnorm_lcn_forward(mpsnorm_engine *engine, const mpsnorm_lcn_params *params,
@@ -244,16 +263,17 @@ static int run_inorm(mpsnorm_engine *engine, const mpsnorm_inorm_params *params,
         fill_zero(dbeta);
         return MPSNORM_OK;
     }
+    int notice = 0;
     if (mpsnorm_engine_backend(engine) == MPSNORM_BACKEND_METAL) {
-        status = mpsnorm_metal_route_inorm(engine->metal, params, dy, x, out, dgamma, dbeta, message,
-                                           size);
+        status = mpsnorm_metal_route_inorm(engine->metal, params, dy, x, out, dgamma, dbeta,
+                                           may_fall_back(engine), message, size, &notice);
         if (status != MPSNORM_ERR_UNSUPPORTED || !may_fall_back(engine))
             return status;
-        message[0] = '\0';
-        report->backend_used = MPSNORM_BACKEND_CPU;
+        fall_back(report, notice);
     }
-    return dy != NULL ? mpsnorm_cpu_inorm_gradient(params, dy, x, out, dgamma, dbeta)
-                      : mpsnorm_cpu_inorm_forward(params, x, out);
+    status = dy != NULL ? mpsnorm_cpu_inorm_gradient(params, dy, x, out, dgamma, dbeta)
+                        : mpsnorm_cpu_inorm_forward(params, x, out);
+    return keep_notice(report, status);
 }
 
 int mpsnorm_inorm_forward(mpsnorm_engine *engine, const mpsnorm_inorm_params *params,

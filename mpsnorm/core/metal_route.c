@@ -32,6 +32,7 @@
 #include <stdlib.h>
 
 #include "metal_route.h"
+#include "metal_selfcheck.h"
 #include "validate.h"
 
 #define MPSNORM_METAL_MAX_SIDE 16384
@@ -163,7 +164,12 @@ static void copy_elements(void *dst, const int64_t dst_strides[4], const void *s
 
 /* ---- one routed call ----------------------------------------------------- */
 
-typedef enum route_kernel { LCN_FORWARD, LCN_GRADIENT, INORM_FORWARD, INORM_GRADIENT } route_kernel;
+typedef enum route_kernel {
+    LCN_FORWARD = MPSNORM_KERNEL_LCN_FORWARD,
+    LCN_GRADIENT = MPSNORM_KERNEL_LCN_GRADIENT,
+    INORM_FORWARD = MPSNORM_KERNEL_INORM_FORWARD,
+    INORM_GRADIENT = MPSNORM_KERNEL_INORM_GRADIENT
+} route_kernel;
 
 typedef struct route_call {
     route_kernel kernel;
@@ -174,6 +180,8 @@ typedef struct route_call {
     const mpsnorm_tensor *secondary; /* gradient: x; forward: NULL */
     const mpsnorm_tensor *out;
     const mpsnorm_vector *dgamma, *dbeta; /* instance-norm gradient only, may be NULL */
+    int may_fall_back;                    /* the engine may run a refused call on the CPU */
+    int *notice;                          /* set when message is a notice for the user */
 } route_call;
 
 /* Everything a call allocates; freed in one place. */
@@ -249,6 +257,17 @@ static int route(const route_call *call, char *message, size_t size)
     const size_t item = mpsnorm_dtype_size(x->dtype);
     const int64_t count = mpsnorm_tensor_count(x);
     const int64_t n = x->shape[0], c = x->shape[1];
+    mpsnorm_metal_class cls;
+    cls.kernel = (int)call->kernel;
+    cls.dtype = x->dtype;
+    cls.nhwc = nhwc;
+    cls.even_window = call->lcn != NULL && call->lcn->kernel_width % 2 == 0;
+    cls.alpha_nonzero = call->lcn != NULL && call->lcn->alpha != 0.0f;
+    cls.parameter_gradients = call->dgamma != NULL || call->dbeta != NULL;
+    int status = mpsnorm_metal_trust(call->cache, &cls, call->lcn, call->inorm, c,
+                                     call->may_fall_back, message, size, call->notice);
+    if (status != MPSNORM_OK)
+        return status;
 
     route_buffers buffers = {NULL, NULL, NULL, NULL, NULL};
     if ((uint64_t)count > SIZE_MAX / item)
@@ -292,7 +311,9 @@ static int route(const route_call *call, char *message, size_t size)
                                                   : call->secondary->data;
     batch.destination = buffers.destination != NULL ? buffers.destination : call->out->data;
 
-    int status = call_backend(call, &batch, &buffers, message, size);
+    status = call_backend(call, &batch, &buffers, message, size);
+    if (status == MPSNORM_ERR_UNSUPPORTED) /* what this system's MPS lacks stays lacking */
+        mpsnorm_metal_remember_unsupported(&cls, message);
     if (status != MPSNORM_OK) {
         free_buffers(&buffers);
         return status;
@@ -314,26 +335,32 @@ static int route(const route_call *call, char *message, size_t size)
 
 int mpsnorm_metal_route_lcn(mpsnorm_metal_cache *cache, const mpsnorm_lcn_params *params,
                             const mpsnorm_tensor *dy, const mpsnorm_tensor *x,
-                            const mpsnorm_tensor *out, char *message, size_t size)
+                            const mpsnorm_tensor *out, int may_fall_back, char *message,
+                            size_t size, int *notice)
 {
+    *notice = 0;
     int status = mpsnorm_metal_supports_lcn(params, x, message, size);
     if (status != MPSNORM_OK)
         return status;
     route_call call = {dy != NULL ? LCN_GRADIENT : LCN_FORWARD, cache, params, NULL,
-                       dy != NULL ? dy : x, dy != NULL ? x : NULL, out, NULL, NULL};
+                       dy != NULL ? dy : x, dy != NULL ? x : NULL, out, NULL, NULL,
+                       may_fall_back, notice};
     return route(&call, message, size);
 }
 
 int mpsnorm_metal_route_inorm(mpsnorm_metal_cache *cache, const mpsnorm_inorm_params *params,
                               const mpsnorm_tensor *dy, const mpsnorm_tensor *x,
                               const mpsnorm_tensor *out, const mpsnorm_vector *dgamma,
-                              const mpsnorm_vector *dbeta, char *message, size_t size)
+                              const mpsnorm_vector *dbeta, int may_fall_back, char *message,
+                              size_t size, int *notice)
 {
+    *notice = 0;
     int status = mpsnorm_metal_supports_inorm(params, x, message, size);
     if (status != MPSNORM_OK)
         return status;
     route_call call = {dy != NULL ? INORM_GRADIENT : INORM_FORWARD, cache, NULL, params,
                        dy != NULL ? dy : x, dy != NULL ? x : NULL, out,
-                       dy != NULL ? dgamma : NULL, dy != NULL ? dbeta : NULL};
+                       dy != NULL ? dgamma : NULL, dy != NULL ? dbeta : NULL,
+                       may_fall_back, notice};
     return route(&call, message, size);
 }

@@ -23,14 +23,19 @@ int mpsnorm_metal_supports_inorm(const mpsnorm_inorm_params *params, const mpsno
 /*
  * Run a validated, non-empty call on Metal. dy is NULL for the forward.
  * Returns MPSNORM_ERR_UNSUPPORTED (nothing written) when the capability
- * check refuses the case, so the dispatcher may fall back to the CPU.
+ * check or the class's self-check verdict (metal_selfcheck.h) refuses the
+ * case, so the dispatcher may fall back to the CPU when may_fall_back is set;
+ * *notice is then 1 when message holds a notice for the user (the class
+ * failed its self-check on this call), to keep after the CPU has run it.
  */
 int mpsnorm_metal_route_lcn(mpsnorm_metal_cache *cache, const mpsnorm_lcn_params *params,
                             const mpsnorm_tensor *dy, const mpsnorm_tensor *x,
-                            const mpsnorm_tensor *out, char *message, size_t size);
+                            const mpsnorm_tensor *out, int may_fall_back, char *message,
+                            size_t size, int *notice);
 int mpsnorm_metal_route_inorm(mpsnorm_metal_cache *cache, const mpsnorm_inorm_params *params,
                               const mpsnorm_tensor *dy, const mpsnorm_tensor *x,
                               const mpsnorm_tensor *out, const mpsnorm_vector *dgamma,
-                              const mpsnorm_vector *dbeta, char *message, size_t size);
+                              const mpsnorm_vector *dbeta, int may_fall_back, char *message,
+                              size_t size, int *notice);
 
 #endif /* MPSNORM_CORE_METAL_ROUTE_H */

@@ -133,7 +133,10 @@ typedef struct mpsnorm_vector {
  * cannot (float64, kernel_width != kernel_height) on the CPU, visibly here,
  * unless it was created with MPSNORM_BACKEND_METAL explicitly, in which case
  * the call fails with MPSNORM_ERR_UNSUPPORTED. On error, message says what
- * was wrong (which argument, which value), NUL-terminated.
+ * was wrong (which argument, which value), NUL-terminated. After a successful
+ * call message is empty, or holds a notice to show the user once: the Metal
+ * self-check of this class of call failed (see "Metal self-check" below), so
+ * this call and the later ones of its class run on the CPU.
  */
 typedef struct mpsnorm_report {
     int32_t backend_used;                 /* mpsnorm_backend; CPU or METAL */
@@ -225,6 +228,77 @@ MPSNORM_API void mpsnorm_engine_free(mpsnorm_engine *engine);
 /* The resolved backend (CPU or METAL); CPU for a NULL engine. */
 MPSNORM_API int mpsnorm_engine_backend(const mpsnorm_engine *engine);
 
+
+/* ------------------------------------------------------------------------ */
+/* Metal self-check                                                          */
+
+/*
+ * Before the Metal backend runs a class of call for the first time in a
+ * process, it runs that class once on a small deterministic input, on Metal
+ * and on the CPU backend (in float64), and compares the two within
+ * docs/SPEC.md's tolerance for the dtype. A class is: the kernel, the dtype,
+ * the memory order of the batch Metal receives (NCHW or NHWC), for LCN
+ * whether the window is even and whether alpha is 0, and for the
+ * instance-norm gradient whether dgamma/dbeta are requested. The check uses
+ * the parameters of the first call of its class.
+ *  - PASSED: the class runs on Metal.
+ *  - FAILED: an AUTO engine runs the class on the CPU from then on (the call
+ *    that ran the check carries a notice in report->message); a METAL engine
+ *    fails the call with MPSNORM_ERR_BACKEND_FAILURE and the same words.
+ *  - UNSUPPORTED: this system's MPS cannot run the class (e.g. it gives no
+ *    gradient state): AUTO runs it on the CPU, METAL fails with
+ *    MPSNORM_ERR_UNSUPPORTED, without staging the batch for Metal again.
+ * MPSNORM_METAL_SELFCHECK=0 in the environment (read once) skips the checks:
+ * every class is TRUSTED (MPS is trusted without a check). Verdicts last for
+ * the process; a process forked from one that created the Metal device does
+ * not use Metal (Metal is not fork-safe): there the backend is unavailable.
+ */
+typedef enum mpsnorm_kernel {
+    MPSNORM_KERNEL_LCN_FORWARD = 0,
+    MPSNORM_KERNEL_LCN_GRADIENT = 1,
+    MPSNORM_KERNEL_INORM_FORWARD = 2,
+    MPSNORM_KERNEL_INORM_GRADIENT = 3
+} mpsnorm_kernel;
+
+typedef enum mpsnorm_metal_verdict {
+    MPSNORM_METAL_UNCHECKED = 0,
+    MPSNORM_METAL_PASSED = 1,
+    MPSNORM_METAL_FAILED = 2,
+    MPSNORM_METAL_UNSUPPORTED = 3,
+    MPSNORM_METAL_TRUSTED = 4
+} mpsnorm_metal_verdict;
+
+typedef struct mpsnorm_metal_check {
+    /* the class */
+    int32_t kernel;              /* mpsnorm_kernel */
+    int32_t dtype;               /* MPSNORM_FLOAT32 or MPSNORM_FLOAT16 */
+    int32_t nhwc;                /* 1: channel-interleaved batch */
+    int32_t even_window;         /* LCN only, else 0 */
+    int32_t alpha_nonzero;       /* LCN only, else 0 */
+    int32_t parameter_gradients; /* instance-norm gradient only, else 0 */
+    /* what is known of it */
+    int32_t verdict;             /* mpsnorm_metal_verdict */
+    double error;                /* PASSED/FAILED: largest |Metal - CPU| / scale */
+    double tolerance;            /* docs/SPEC.md's for the dtype */
+    double seconds;              /* how long the check took */
+    char description[96];        /* e.g. "LCN gradient, float16, NHWC, even window, alpha != 0" */
+    char message[MPSNORM_MESSAGE_SIZE]; /* FAILED/UNSUPPORTED: why */
+} mpsnorm_metal_check;
+
+/* Number of classes (indices 0 .. count-1, every class of the list above). */
+MPSNORM_API int mpsnorm_metal_check_count(void);
+
+/* What is known of class `index` so far. INVALID_PARAMETER for a bad index,
+ * NULL_POINTER for a NULL check. */
+MPSNORM_API int mpsnorm_metal_check_get(int index, mpsnorm_metal_check *check);
+
+/*
+ * Checks class `index` now, with representative parameters (a 3x3 or 4x4
+ * window, alpha 1 or 0, MPS's other defaults; gamma/beta of mixed signs),
+ * unless its verdict is already known, and fills *check. Returns MPSNORM_OK
+ * whatever the verdict; BACKEND_UNAVAILABLE where there is no Metal backend.
+ */
+MPSNORM_API int mpsnorm_metal_check_run(int index, mpsnorm_metal_check *check);
 
 /* ------------------------------------------------------------------------ */
 /* Threads (CPU backend)                                                     */

@@ -13,9 +13,14 @@
  * hold), and that a failing backend or allocation leaves every output as it
  * was, with the reason in the message.
  *
- * Build: cc -std=c99 -Impsnorm/include -Impsnorm/core tests/c/test_metal_route.c
- *        mpsnorm/core/metal_route.c mpsnorm/core/validate.c mpsnorm/core/status.c -lm
- * (tests/test_metal_route.py does this). Prints "N passed, M failed".
+ * The self-check (metal_selfcheck.c) is tested with the fake computing through
+ * the CPU backend, correctly or with a deliberate mistake (the mirrored
+ * placement of even windows; the alpha term of the LCN gradient left out), or
+ * answering UNSUPPORTED: verdicts, the fallback and its notice, the error of a
+ * Metal-only engine, and that a refused class is never staged again.
+ *
+ * Build: the "metal_route", "checks" and "kernels" groups of mpsnorm/sources.txt
+ * with this file (tests/test_metal_route.py does it). Prints "N passed, M failed".
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -24,6 +29,7 @@
 
 #include "backend.h"
 #include "metal_route.h"
+#include "metal_selfcheck.h"
 #include "mpsnorm.h"
 
 /* ---- a tiny test harness ------------------------------------------------- */
@@ -44,9 +50,14 @@ static int checks_failed_in_test;
 
 enum fake_kind { FAKE_NONE, FAKE_LCN_FORWARD, FAKE_LCN_GRADIENT, FAKE_INORM_FORWARD, FAKE_INORM_GRADIENT };
 
+/* What the fake writes: codes (below), or the CPU backend's results, right or wrong. */
+enum fake_answer { ANSWER_CODES, ANSWER_CPU, ANSWER_MIRRORED_EVEN, ANSWER_NO_ALPHA_GRADIENT,
+                   ANSWER_UNSUPPORTED };
+
 static struct {
     int calls;
     int fail;                    /* the next calls fail with BACKEND_FAILURE */
+    enum fake_answer answer;
     enum fake_kind kind;
     mpsnorm_metal_batch batch;   /* as received */
     const void *params;          /* as received */
@@ -85,6 +96,9 @@ static void fake_reset(void)
     memset(&fake, 0, sizeof fake);
 }
 
+static int compute(enum fake_kind kind, const void *params, const mpsnorm_metal_batch *b,
+                   float *dgamma_per_image, float *dbeta_per_image, char *message, size_t size);
+
 static int fake_run(enum fake_kind kind, const void *params, const mpsnorm_metal_batch *b,
                     char *message, size_t size)
 {
@@ -104,6 +118,8 @@ static int fake_run(enum fake_kind kind, const void *params, const mpsnorm_metal
         snprintf(message, size, "%s", FAKE_MESSAGE);
         return MPSNORM_ERR_BACKEND_FAILURE;
     }
+    if (fake.answer != ANSWER_CODES && kind != FAKE_INORM_GRADIENT)
+        return compute(kind, params, b, NULL, NULL, message, size);
     if (b->dtype == MPSNORM_FLOAT16) {
         /* float16: the destination gets the primary's bits (dx = dy, y = x). */
         memcpy(b->destination, b->primary, bytes);
@@ -148,11 +164,81 @@ int mpsnorm_metal_inorm_gradient(mpsnorm_metal_cache *cache, const mpsnorm_inorm
     int status = fake_run(FAKE_INORM_GRADIENT, params, batch, message, size);
     if (status != MPSNORM_OK)
         return status;
+    if (fake.answer != ANSWER_CODES)
+        return compute(FAKE_INORM_GRADIENT, params, batch, dgamma_per_image, dbeta_per_image,
+                       message, size);
     for (int64_t n = 0; n < batch->n; n++)
         for (int64_t c = 0; c < batch->c; c++) {
             dgamma_per_image[n * batch->c + c] = 0.25f * (float)(n + 1) + (float)c;
             dbeta_per_image[n * batch->c + c] = (float)(10 * n + c) + 0.5f;
         }
+    return MPSNORM_OK;
+}
+
+/* A batch's tensor (element strides of its order); mirrored: H and W reversed. */
+static mpsnorm_tensor batch_tensor(const mpsnorm_metal_batch *b, const void *data, int mirrored)
+{
+    mpsnorm_tensor t;
+    t.dtype = b->dtype;
+    t.shape[0] = b->n, t.shape[1] = b->c, t.shape[2] = b->h, t.shape[3] = b->w;
+    t.strides[0] = b->c * b->h * b->w;
+    t.strides[1] = b->nhwc ? 1 : b->h * b->w;
+    t.strides[2] = b->nhwc ? b->w * b->c : b->w;
+    t.strides[3] = b->nhwc ? b->c : 1;
+    t.data = (void *)data;
+    if (mirrored) {
+        t.data = (char *)t.data + (size_t)((b->h - 1) * t.strides[2] + (b->w - 1) * t.strides[3]) *
+                                      item_size(b->dtype);
+        t.strides[2] = -t.strides[2];
+        t.strides[3] = -t.strides[3];
+    }
+    return t;
+}
+
+/*
+ * The CPU backend's answer, or a wrong one: ANSWER_MIRRORED_EVEN computes even
+ * windows on the image turned by 180 degrees (the window reaching down and
+ * right), ANSWER_NO_ALPHA_GRADIENT the LCN gradient without its alpha term.
+ */
+static int compute(enum fake_kind kind, const void *params, const mpsnorm_metal_batch *b,
+                   float *dgamma_per_image, float *dbeta_per_image, char *message, size_t size)
+{
+    if (fake.answer == ANSWER_UNSUPPORTED) {
+        snprintf(message, size, "fake MPS: no gradient state on this system");
+        return MPSNORM_ERR_UNSUPPORTED;
+    }
+    if (kind == FAKE_LCN_FORWARD || kind == FAKE_LCN_GRADIENT) {
+        mpsnorm_lcn_params p = *(const mpsnorm_lcn_params *)params;
+        int mirrored = fake.answer == ANSWER_MIRRORED_EVEN && p.kernel_width % 2 == 0;
+        mpsnorm_tensor x = batch_tensor(b, kind == FAKE_LCN_FORWARD ? b->primary : b->secondary,
+                                        mirrored);
+        mpsnorm_tensor out = batch_tensor(b, b->destination, mirrored);
+        if (kind == FAKE_LCN_FORWARD)
+            return mpsnorm_cpu_lcn_forward(&p, &x, &out);
+        mpsnorm_tensor dy = batch_tensor(b, b->primary, mirrored);
+        if (fake.answer == ANSWER_NO_ALPHA_GRADIENT)
+            p.alpha = 0.0f;
+        return mpsnorm_cpu_lcn_gradient(&p, &dy, &x, &out);
+    }
+    const mpsnorm_inorm_params *p = params;
+    if (kind == FAKE_INORM_FORWARD) {
+        mpsnorm_tensor x = batch_tensor(b, b->primary, 0), y = batch_tensor(b, b->destination, 0);
+        return mpsnorm_cpu_inorm_forward(p, &x, &y);
+    }
+    /* one image at a time: MPS keeps each image's gamma/beta gradients */
+    size_t image = (size_t)(b->c * b->h * b->w) * item_size(b->dtype);
+    for (int64_t n = 0; n < b->n; n++) {
+        mpsnorm_metal_batch one = *b;
+        one.n = 1;
+        mpsnorm_tensor dy = batch_tensor(&one, (const char *)b->primary + n * image, 0);
+        mpsnorm_tensor x = batch_tensor(&one, (const char *)b->secondary + n * image, 0);
+        mpsnorm_tensor dx = batch_tensor(&one, (char *)b->destination + n * image, 0);
+        mpsnorm_vector dgamma = {dgamma_per_image + n * b->c, MPSNORM_FLOAT32, b->c, 1};
+        mpsnorm_vector dbeta = {dbeta_per_image + n * b->c, MPSNORM_FLOAT32, b->c, 1};
+        int status = mpsnorm_cpu_inorm_gradient(p, &dy, &x, &dx, &dgamma, &dbeta);
+        if (status != MPSNORM_OK)
+            return status;
+    }
     return MPSNORM_OK;
 }
 
@@ -163,6 +249,25 @@ void mpsnorm_metal_cache_free(mpsnorm_metal_cache *cache) { (void)cache; }
 
 /* A stand-in engine cache: the route only passes the pointer on. */
 static mpsnorm_metal_cache *const CACHE = (mpsnorm_metal_cache *)&fake;
+
+/* The route of an engine that may fall back to the CPU (may_fall_back = 1), or not. */
+static int may_fall_back = 1, notice;
+
+static int route_lcn(mpsnorm_metal_cache *cache, const mpsnorm_lcn_params *p,
+                     const mpsnorm_tensor *dy, const mpsnorm_tensor *x, const mpsnorm_tensor *out,
+                     char *message, size_t size)
+{
+    return mpsnorm_metal_route_lcn(cache, p, dy, x, out, may_fall_back, message, size, &notice);
+}
+
+static int route_inorm(mpsnorm_metal_cache *cache, const mpsnorm_inorm_params *p,
+                       const mpsnorm_tensor *dy, const mpsnorm_tensor *x,
+                       const mpsnorm_tensor *out, const mpsnorm_vector *dgamma,
+                       const mpsnorm_vector *dbeta, char *message, size_t size)
+{
+    return mpsnorm_metal_route_inorm(cache, p, dy, x, out, dgamma, dbeta, may_fall_back, message,
+                                     size, &notice);
+}
 
 /* ---- tensors ------------------------------------------------------------- */
 
@@ -366,7 +471,7 @@ static void test_lcn_forward_forms(void)
                 mpsnorm_lcn_params p = lcn_params(3, 3);
                 char message[MPSNORM_MESSAGE_SIZE] = "";
                 fake_reset();
-                int status = mpsnorm_metal_route_lcn(CACHE, &p, NULL, &x.t, &y.t, message,
+                int status = route_lcn(CACHE, &p, NULL, &x.t, &y.t, message,
                                                      sizeof message);
                 const char *what = FORM_NAMES[fx];
                 const char *out_what = FORM_NAMES[fy];
@@ -418,7 +523,7 @@ static void test_lcn_gradient_roles(void)
         mpsnorm_lcn_params p = lcn_params(4, 4);
         char message[MPSNORM_MESSAGE_SIZE] = "";
         fake_reset();
-        int status = mpsnorm_metal_route_lcn(CACHE, &p, &dy.t, &x.t, &dx.t, message, sizeof message);
+        int status = route_lcn(CACHE, &p, &dy.t, &x.t, &dx.t, message, sizeof message);
         CHECK(status == MPSNORM_OK, "status %d (%s)", status, message);
         CHECK(fake.kind == FAKE_LCN_GRADIENT, "gradient kernel called");
         const mpsnorm_metal_batch *b = &fake.batch;
@@ -446,7 +551,7 @@ static void test_float16_bits(void)
     mpsnorm_lcn_params p = lcn_params(2, 2);
     char message[MPSNORM_MESSAGE_SIZE] = "";
     fake_reset();
-    int status = mpsnorm_metal_route_lcn(CACHE, &p, &dy.t, &x.t, &dx.t, message, sizeof message);
+    int status = route_lcn(CACHE, &p, &dy.t, &x.t, &dx.t, message, sizeof message);
     CHECK(status == MPSNORM_OK, "status %d (%s)", status, message);
     CHECK(fake.batch.primary != dy.t.data && fake.batch.destination != dx.t.data, "staged");
     CHECK(staged_matches(fake.primary, &fake.batch, &dy.t), "dy bits staged exactly");
@@ -475,7 +580,7 @@ static void test_size_one_axes(void)
     mpsnorm_inorm_params p = inorm_params(1);
     char message[MPSNORM_MESSAGE_SIZE] = "";
     fake_reset();
-    int status = mpsnorm_metal_route_inorm(CACHE, &p, NULL, &x.t, &y.t, NULL, NULL, message,
+    int status = route_inorm(CACHE, &p, NULL, &x.t, &y.t, NULL, NULL, message,
                                            sizeof message);
     CHECK(status == MPSNORM_OK, "status %d (%s)", status, message);
     CHECK(fake.kind == FAKE_INORM_FORWARD && fake.params == &p, "instance-norm forward called");
@@ -505,7 +610,7 @@ static void test_inorm_gradient_sums(void)
     mpsnorm_inorm_params p = inorm_params(C);
     char message[MPSNORM_MESSAGE_SIZE] = "";
     fake_reset();
-    int status = mpsnorm_metal_route_inorm(CACHE, &p, &dy.t, &x.t, &dx.t, &dgamma, &dbeta,
+    int status = route_inorm(CACHE, &p, &dy.t, &x.t, &dx.t, &dgamma, &dbeta,
                                            message, sizeof message);
     CHECK(status == MPSNORM_OK, "status %d (%s)", status, message);
     CHECK(fake.kind == FAKE_INORM_GRADIENT, "gradient kernel called");
@@ -528,7 +633,7 @@ static void test_inorm_gradient_sums(void)
     for (int i = 0; i < C + 2; i++)
         beta_store[i] = -1.0f;
     fake_reset();
-    status = mpsnorm_metal_route_inorm(CACHE, &p, &dy.t, &x.t, &dx.t, NULL, &dbeta, message,
+    status = route_inorm(CACHE, &p, &dy.t, &x.t, &dx.t, NULL, &dbeta, message,
                                        sizeof message);
     CHECK(status == MPSNORM_OK, "dgamma NULL: status %d (%s)", status, message);
     CHECK(beta_store[C] == (float)(10 * N * (N - 1) / 2) + 0.5f * (float)N,
@@ -548,7 +653,7 @@ static void test_refusals(void)
     mpsnorm_lcn_params p = lcn_params(3, 3);
     fake_reset();
     message[0] = '\0';
-    int status = mpsnorm_metal_route_lcn(CACHE, &p, NULL, &x64.t, &y64.t, message, sizeof message);
+    int status = route_lcn(CACHE, &p, NULL, &x64.t, &y64.t, message, sizeof message);
     CHECK(status == MPSNORM_ERR_UNSUPPORTED, "float64 LCN: status %d", status);
     CHECK(strstr(message, "float64") != NULL, "message: %s", message);
     CHECK(fake.calls == 0 && all_bytes(&y64, SENTINEL), "float64 LCN: nothing run or written");
@@ -558,7 +663,7 @@ static void test_refusals(void)
     mpsnorm_vector dgamma = {store, MPSNORM_FLOAT32, 2, 1};
     fake_reset();
     message[0] = '\0';
-    status = mpsnorm_metal_route_inorm(CACHE, &ip, &x64.t, &x64.t, &y64.t, &dgamma, NULL, message,
+    status = route_inorm(CACHE, &ip, &x64.t, &x64.t, &y64.t, &dgamma, NULL, message,
                                        sizeof message);
     CHECK(status == MPSNORM_ERR_UNSUPPORTED, "float64 instance norm: status %d", status);
     CHECK(strstr(message, "float64") != NULL, "message: %s", message);
@@ -572,7 +677,7 @@ static void test_refusals(void)
     p = lcn_params(3, 5);
     fake_reset();
     message[0] = '\0';
-    status = mpsnorm_metal_route_lcn(CACHE, &p, NULL, &x.t, &y.t, message, sizeof message);
+    status = route_lcn(CACHE, &p, NULL, &x.t, &y.t, message, sizeof message);
     CHECK(status == MPSNORM_ERR_UNSUPPORTED, "3x5 LCN: status %d", status);
     CHECK(strstr(message, "kernelWidth must be equal to kernelHeight") != NULL, "message: %s", message);
     CHECK(fake.calls == 0 && all_bytes(&y, SENTINEL), "3x5: nothing run or written");
@@ -617,7 +722,7 @@ static void test_backend_failure(void)
         char message[MPSNORM_MESSAGE_SIZE] = "";
         fake_reset();
         fake.fail = 1;
-        int status = mpsnorm_metal_route_inorm(CACHE, &ip, &dy.t, &x.t, &dx.t, &dgamma, NULL,
+        int status = route_inorm(CACHE, &ip, &dy.t, &x.t, &dx.t, &dgamma, NULL,
                                                message, sizeof message);
         CHECK(status == MPSNORM_ERR_BACKEND_FAILURE, "status %d", status);
         CHECK(strcmp(message, FAKE_MESSAGE) == 0, "message: %s", message);
@@ -627,7 +732,7 @@ static void test_backend_failure(void)
         fake_reset();
         fake.fail = 1;
         message[0] = '\0';
-        status = mpsnorm_metal_route_lcn(CACHE, &p, NULL, &x.t, &dx.t, message, sizeof message);
+        status = route_lcn(CACHE, &p, NULL, &x.t, &dx.t, message, sizeof message);
         CHECK(status == MPSNORM_ERR_BACKEND_FAILURE && strcmp(message, FAKE_MESSAGE) == 0,
               "LCN forward: status %d, message %s", status, message);
         CHECK(all_bytes(&dx, SENTINEL), "y untouched");
@@ -657,7 +762,7 @@ static void test_out_of_memory(void)
         mpsnorm_lcn_params p = lcn_params(1, 1);
         char message[MPSNORM_MESSAGE_SIZE] = "";
         fake_reset();
-        int status = mpsnorm_metal_route_lcn(CACHE, &p, NULL, &x, &y, message, sizeof message);
+        int status = route_lcn(CACHE, &p, NULL, &x, &y, message, sizeof message);
         CHECK(status == MPSNORM_ERR_OUT_OF_MEMORY, "case %d: status %d (%s)", i, status, message);
         CHECK(strstr(message, "staging") != NULL, "case %d: message: %s", i, message);
         CHECK(fake.calls == 0 && y_store == 7.0f, "case %d: nothing run or written", i);
@@ -671,11 +776,180 @@ static void test_no_cache(void)
     mpsnorm_lcn_params p = lcn_params(1, 1);
     char message[MPSNORM_MESSAGE_SIZE] = "";
     fake_reset();
-    int status = mpsnorm_metal_route_lcn(NULL, &p, NULL, &x.t, &y.t, message, sizeof message);
+    int status = route_lcn(NULL, &p, NULL, &x.t, &y.t, message, sizeof message);
     CHECK(status == MPSNORM_ERR_BACKEND_UNAVAILABLE, "status %d", status);
     CHECK(fake.calls == 0 && all_bytes(&y, SENTINEL), "nothing run or written");
     release(&x);
     release(&y);
+}
+
+
+/* ---- the self-check -------------------------------------------------------- */
+
+/* The verdict of the class (kernel, float32/float16, order, even, alpha != 0, dgamma/dbeta). */
+static mpsnorm_metal_check verdict_of(int kernel, int dtype, int nhwc, int even, int alpha,
+                                      int parameter_gradients)
+{
+    mpsnorm_metal_check check;
+    memset(&check, 0, sizeof check);
+    check.verdict = -1;
+    for (int i = 0; i < mpsnorm_metal_check_count(); i++) {
+        mpsnorm_metal_check candidate;
+        mpsnorm_metal_check_get(i, &candidate);
+        if (candidate.kernel == kernel && candidate.dtype == dtype && candidate.nhwc == nhwc &&
+            candidate.even_window == even && candidate.alpha_nonzero == alpha &&
+            candidate.parameter_gradients == parameter_gradients)
+            return candidate;
+    }
+    return check;
+}
+
+/* Whether out holds the CPU backend's LCN forward of x (bit for bit). */
+static int holds_cpu_forward(const mpsnorm_lcn_params *p, const buffer *x, const buffer *out)
+{
+    buffer want = make(NCHW, MPSNORM_FLOAT32, x->t.shape[0], x->t.shape[1], x->t.shape[2],
+                       x->t.shape[3], 0);
+    int same = mpsnorm_cpu_lcn_forward(p, &x->t, &want.t) == MPSNORM_OK &&
+               memcmp(want.base, out->base, want.bytes) == 0;
+    release(&want);
+    return same;
+}
+
+/* A class whose Metal answer is right passes and runs on Metal; one whose answer is
+ * wrong fails once, with a notice, and is never staged for Metal again. */
+static void test_selfcheck_catches_the_mirrored_even_window(void)
+{
+    buffer x = make(NCHW, MPSNORM_FLOAT32, 2, 3, 6, 7, 0);
+    buffer y = make(NCHW, MPSNORM_FLOAT32, 2, 3, 6, 7, SENTINEL);
+    fill_input(&x, 0);
+    mpsnorm_lcn_params odd = lcn_params(3, 3), even = lcn_params(2, 2);
+    char message[MPSNORM_MESSAGE_SIZE] = "";
+    mpsnorm_metal_selfcheck_reset(1);
+    fake_reset();
+    fake.answer = ANSWER_MIRRORED_EVEN;
+
+    int status = route_lcn(CACHE, &odd, NULL, &x.t, &y.t, message, sizeof message);
+    CHECK(status == MPSNORM_OK && notice == 0, "odd window: status %d (%s)", status, message);
+    CHECK(fake.calls == 2, "the self-check and the call ran on Metal: %d calls", fake.calls);
+    CHECK(holds_cpu_forward(&odd, &x, &y), "y is Metal's (here the CPU's) answer");
+    mpsnorm_metal_check v = verdict_of(MPSNORM_KERNEL_LCN_FORWARD, MPSNORM_FLOAT32, 0, 0, 1, 0);
+    CHECK(v.verdict == MPSNORM_METAL_PASSED && v.error < 1e-6 && v.tolerance == 1e-4,
+          "odd verdict %d, error %g", v.verdict, v.error);
+    status = route_lcn(CACHE, &odd, NULL, &x.t, &y.t, message, sizeof message);
+    CHECK(status == MPSNORM_OK && fake.calls == 3, "checked once: %d calls", fake.calls);
+
+    memset(y.base, SENTINEL, y.bytes);
+    fake.calls = 0;
+    status = route_lcn(CACHE, &even, NULL, &x.t, &y.t, message, sizeof message);
+    CHECK(status == MPSNORM_ERR_UNSUPPORTED && notice == 1, "even window: status %d notice %d",
+          status, notice);
+    CHECK(strstr(message, "self-check of LCN forward, float32, NCHW, even window, alpha != 0 "
+                          "failed") != NULL && strstr(message, "from now on") != NULL,
+          "notice: %s", message);
+    CHECK(fake.calls == 1 && all_bytes(&y, SENTINEL), "only the self-check ran; y untouched");
+    v = verdict_of(MPSNORM_KERNEL_LCN_FORWARD, MPSNORM_FLOAT32, 0, 1, 1, 0);
+    CHECK(v.verdict == MPSNORM_METAL_FAILED && v.error > 1e-2, "even verdict %d, error %g",
+          v.verdict, v.error);
+    status = route_lcn(CACHE, &even, NULL, &x.t, &y.t, message, sizeof message);
+    CHECK(status == MPSNORM_ERR_UNSUPPORTED && notice == 0 && fake.calls == 1,
+          "later calls fall back silently, nothing staged: status %d notice %d calls %d", status,
+          notice, fake.calls);
+    may_fall_back = 0;
+    status = route_lcn(CACHE, &even, NULL, &x.t, &y.t, message, sizeof message);
+    may_fall_back = 1;
+    CHECK(status == MPSNORM_ERR_BACKEND_FAILURE && strstr(message, "self-check") != NULL &&
+              strstr(message, "from now on") == NULL,
+          "Metal-only engine: status %d (%s)", status, message);
+    CHECK(fake.calls == 1 && all_bytes(&y, SENTINEL), "nothing run or written");
+    release(&x);
+    release(&y);
+}
+
+/* The LCN gradient without its alpha term is caught where alpha != 0, and only there. */
+static void test_selfcheck_catches_the_alpha_term(void)
+{
+    buffer dy = make(NHWC, MPSNORM_FLOAT16, 2, 5, 4, 6, 0);
+    buffer x = make(NHWC, MPSNORM_FLOAT16, 2, 5, 4, 6, 0);
+    buffer dx = make(NHWC, MPSNORM_FLOAT16, 2, 5, 4, 6, SENTINEL);
+    for (int64_t i = 0; i < 2 * 5 * 4 * 6; i++) {
+        ((uint16_t *)dy.base)[i] = (uint16_t)(0x3000 + (i * 37) % 0x0c00); /* 0.125 .. 1 */
+        ((uint16_t *)x.base)[i] = (uint16_t)(0x4000 + (i * 53) % 0x0c00);  /* 2 .. 16 */
+    }
+    mpsnorm_lcn_params p = lcn_params(3, 3);
+    char message[MPSNORM_MESSAGE_SIZE] = "";
+    p.alpha = 0.0f;
+    mpsnorm_metal_selfcheck_reset(1);
+    fake_reset();
+    fake.answer = ANSWER_NO_ALPHA_GRADIENT;
+    int status = route_lcn(CACHE, &p, &dy.t, &x.t, &dx.t, message, sizeof message);
+    CHECK(status == MPSNORM_OK, "alpha = 0: status %d (%s)", status, message);
+    p.alpha = 1.0f;
+    status = route_lcn(CACHE, &p, &dy.t, &x.t, &dx.t, message, sizeof message);
+    CHECK(status == MPSNORM_ERR_UNSUPPORTED && notice == 1 &&
+              strstr(message, "LCN gradient, float16, NHWC, odd window, alpha != 0") != NULL,
+          "alpha = 1: status %d (%s)", status, message);
+    CHECK(verdict_of(MPSNORM_KERNEL_LCN_GRADIENT, MPSNORM_FLOAT16, 1, 0, 0, 0).verdict ==
+              MPSNORM_METAL_PASSED &&
+          verdict_of(MPSNORM_KERNEL_LCN_GRADIENT, MPSNORM_FLOAT16, 1, 0, 1, 0).verdict ==
+              MPSNORM_METAL_FAILED, "verdicts");
+    release(&dy);
+    release(&x);
+    release(&dx);
+}
+
+/* Instance norm with dgamma/dbeta: the per-image values, summed, pass; UNSUPPORTED is a
+ * verdict too, found by the check or by a call, after which nothing is staged. */
+static void test_selfcheck_unsupported_is_remembered(void)
+{
+    buffer dy = make(NCHW, MPSNORM_FLOAT32, 3, 4, 5, 6, 0);
+    buffer x = make(NCHW, MPSNORM_FLOAT32, 3, 4, 5, 6, 0);
+    buffer dx = make(NCHW, MPSNORM_FLOAT32, 3, 4, 5, 6, SENTINEL);
+    fill_input(&dy, 1);
+    fill_input(&x, 0);
+    float gamma_store[4], beta_store[4];
+    mpsnorm_vector dgamma = {gamma_store, MPSNORM_FLOAT32, 4, 1};
+    mpsnorm_vector dbeta = {beta_store, MPSNORM_FLOAT32, 4, 1};
+    mpsnorm_inorm_params p = inorm_params(4);
+    char message[MPSNORM_MESSAGE_SIZE] = "";
+    mpsnorm_metal_selfcheck_reset(1);
+    fake_reset();
+    fake.answer = ANSWER_CPU;
+    int status = route_inorm(CACHE, &p, &dy.t, &x.t, &dx.t, &dgamma, &dbeta, message,
+                             sizeof message);
+    CHECK(status == MPSNORM_OK && fake.calls == 2, "status %d (%s), %d calls", status, message,
+          fake.calls);
+    mpsnorm_metal_check v = verdict_of(MPSNORM_KERNEL_INORM_GRADIENT, MPSNORM_FLOAT32, 0, 0, 0, 1);
+    CHECK(v.verdict == MPSNORM_METAL_PASSED && v.error < 1e-5, "verdict %d error %g", v.verdict,
+          v.error);
+
+    fake.answer = ANSWER_UNSUPPORTED;
+    fake.calls = 0;
+    status = route_inorm(CACHE, &p, NULL, &x.t, &dx.t, NULL, NULL, message, sizeof message);
+    CHECK(status == MPSNORM_ERR_UNSUPPORTED && notice == 0 && strstr(message, "fake MPS") != NULL,
+          "found by the check: status %d (%s)", status, message);
+    status = route_inorm(CACHE, &p, NULL, &x.t, &dx.t, NULL, NULL, message, sizeof message);
+    CHECK(status == MPSNORM_ERR_UNSUPPORTED && fake.calls == 1, "not asked again: %d calls",
+          fake.calls);
+    CHECK(verdict_of(MPSNORM_KERNEL_INORM_FORWARD, MPSNORM_FLOAT32, 0, 0, 0, 0).verdict ==
+              MPSNORM_METAL_UNSUPPORTED, "forward verdict");
+
+    mpsnorm_metal_selfcheck_reset(0); /* MPSNORM_METAL_SELFCHECK=0: trusted, found by a call */
+    fake.calls = 0;
+    status = route_inorm(CACHE, &p, &dy.t, &x.t, &dx.t, NULL, NULL, message, sizeof message);
+    CHECK(status == MPSNORM_ERR_UNSUPPORTED && fake.calls == 1, "the call: status %d, %d calls",
+          status, fake.calls);
+    status = route_inorm(CACHE, &p, &dy.t, &x.t, &dx.t, NULL, NULL, message, sizeof message);
+    CHECK(status == MPSNORM_ERR_UNSUPPORTED && fake.calls == 1 &&
+              strstr(message, "fake MPS") != NULL,
+          "the next call is refused before staging: %d calls (%s)", fake.calls, message);
+    fake.answer = ANSWER_CPU;
+    status = route_inorm(CACHE, &p, NULL, &x.t, &dx.t, NULL, NULL, message, sizeof message);
+    CHECK(status == MPSNORM_OK && fake.calls == 2, "another class, trusted without a check");
+    CHECK(verdict_of(MPSNORM_KERNEL_INORM_FORWARD, MPSNORM_FLOAT32, 0, 0, 0, 0).verdict ==
+              MPSNORM_METAL_TRUSTED, "trusted verdict");
+    release(&dy);
+    release(&x);
+    release(&dx);
 }
 
 int main(void)
@@ -693,10 +967,16 @@ int main(void)
         {"backend_failure", test_backend_failure},
         {"out_of_memory", test_out_of_memory},
         {"no_cache", test_no_cache},
+        {"selfcheck_catches_the_mirrored_even_window",
+         test_selfcheck_catches_the_mirrored_even_window},
+        {"selfcheck_catches_the_alpha_term", test_selfcheck_catches_the_alpha_term},
+        {"selfcheck_unsupported_is_remembered", test_selfcheck_unsupported_is_remembered},
     };
     int passed = 0, failed = 0;
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
         checks_failed_in_test = 0;
+        mpsnorm_metal_selfcheck_reset(0); /* the fake's codes are trusted, unless a test checks */
+        may_fall_back = 1;
         tests[i].run();
         if (checks_failed_in_test == 0) {
             passed++;

@@ -1,0 +1,55 @@
+/*
+ * metal_selfcheck.h -- whether a class of call may run on Metal (mpsnorm.h,
+ * "Metal self-check"): each class is run once per process on a small input on
+ * Metal and on the CPU backend in float64, and the verdict is kept. Also the
+ * fork rule: a child of a process that created the Metal device never uses it.
+ * Plain C; metal_route.c asks before every Metal call.
+ */
+#ifndef MPSNORM_CORE_METAL_SELFCHECK_H
+#define MPSNORM_CORE_METAL_SELFCHECK_H
+
+#include "backend.h"
+
+/* The class of a call (mpsnorm_metal_check's first fields). */
+typedef struct mpsnorm_metal_class {
+    int kernel;              /* mpsnorm_kernel */
+    int dtype;               /* MPSNORM_FLOAT32 or MPSNORM_FLOAT16 */
+    int nhwc;
+    int even_window;         /* LCN */
+    int alpha_nonzero;       /* LCN */
+    int parameter_gradients; /* instance-norm gradient */
+} mpsnorm_metal_class;
+
+/*
+ * May a call of this class run on Metal? Checks the class first if it has no
+ * verdict yet, with the call's parameters (lcn for LCN, inorm for instance
+ * norm; channels: the call's channel count). Returns
+ *  - MPSNORM_OK: run it on Metal;
+ *  - MPSNORM_ERR_UNSUPPORTED: run it on the CPU if the engine may fall back
+ *    (the reason in message; *notice = 1 when the message is a notice to show
+ *    the user, i.e. this call found the class FAILED), else refuse it;
+ *  - MPSNORM_ERR_BACKEND_FAILURE: the class FAILED and the engine may not
+ *    fall back; or the check itself could not run on Metal;
+ *  - MPSNORM_ERR_OUT_OF_MEMORY: the check's buffers could not be allocated.
+ */
+int mpsnorm_metal_trust(mpsnorm_metal_cache *cache, const mpsnorm_metal_class *cls,
+                        const mpsnorm_lcn_params *lcn, const mpsnorm_inorm_params *inorm,
+                        int64_t channels, int may_fall_back, char *message, size_t size,
+                        int *notice);
+
+/* Records that this system's MPS cannot run the class (the objc backend said
+ * MPSNORM_ERR_UNSUPPORTED for a call of it): later calls are refused at once. */
+void mpsnorm_metal_remember_unsupported(const mpsnorm_metal_class *cls, const char *reason);
+
+/* Called when the Metal device is created: from then on a forked child
+ * process reports Metal unavailable. */
+void mpsnorm_metal_watch_fork(void);
+
+/* 1 in a child forked after the Metal device was created, else 0. */
+int mpsnorm_metal_forked(void);
+
+/* For the C tests: forgets every verdict; enabled = 0 trusts every class
+ * (as MPSNORM_METAL_SELFCHECK=0 does). Not thread-safe with calls. */
+void mpsnorm_metal_selfcheck_reset(int enabled);
+
+#endif /* MPSNORM_CORE_METAL_SELFCHECK_H */
