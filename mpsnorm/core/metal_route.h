@@ -21,16 +21,18 @@ int mpsnorm_metal_supports_inorm(const mpsnorm_inorm_params *params, const mpsno
                                  char *message, size_t size);
 
 /*
- * Run a validated, non-empty call on Metal. dy is NULL for the forward.
+ * Run a validated, non-empty call on Metal, its arguments as validate.c
+ * checked them. dy is NULL for the forward; dgamma / dbeta may be NULL.
  * Returns MPSNORM_ERR_UNSUPPORTED (nothing written) when the capability
  * check refuses the case, so the dispatcher may fall back to the CPU.
  */
 int mpsnorm_metal_route_lcn(mpsnorm_metal_cache *cache, const mpsnorm_lcn_params *params,
-                            const mpsnorm_tensor *dy, const mpsnorm_tensor *x,
-                            const mpsnorm_tensor *out, char *message, size_t size);
-int mpsnorm_metal_route_inorm(mpsnorm_metal_cache *cache, const mpsnorm_inorm_params *params,
-                              const mpsnorm_tensor *dy, const mpsnorm_tensor *x,
-                              const mpsnorm_tensor *out, const mpsnorm_vector *dgamma,
-                              const mpsnorm_vector *dbeta, char *message, size_t size);
+                            const mpsnorm_checked *dy, const mpsnorm_checked *x,
+                            const mpsnorm_checked *out, char *message, size_t size);
+int mpsnorm_metal_route_instance_norm(mpsnorm_metal_cache *cache,
+                                      const mpsnorm_inorm_params *params,
+                                      const mpsnorm_checked *dy, const mpsnorm_checked *x,
+                                      const mpsnorm_checked *out, const mpsnorm_checked *dgamma,
+                                      const mpsnorm_checked *dbeta, char *message, size_t size);
 
 #endif /* MPSNORM_CORE_METAL_ROUTE_H */

@@ -25,6 +25,7 @@
 #include "backend.h"
 #include "metal_route.h"
 #include "mpsnorm.h"
+#include "validate.h"
 
 /* ---- a tiny test harness ------------------------------------------------- */
 
@@ -39,6 +40,50 @@ static int checks_failed_in_test;
             fprintf(stderr, "\n");                                                \
         }                                                                         \
     } while (0)
+
+/* ---- the route's entry points, on descriptors checked as the dispatcher does */
+
+/* Checked as an input: tests hand the route outputs that an output check
+ * would refuse (zero strides), to reach its own failure paths. */
+static mpsnorm_checked checked_tensor(const mpsnorm_tensor *tensor, const char *name)
+{
+    mpsnorm_checked checked;
+    char ignored[MPSNORM_MESSAGE_SIZE];
+    mpsnorm_check_tensor(&checked, tensor, name, 0, ignored, sizeof ignored);
+    return checked;
+}
+
+static int route_lcn(mpsnorm_metal_cache *cache, const mpsnorm_lcn_params *params,
+                     const mpsnorm_tensor *dy, const mpsnorm_tensor *x, const mpsnorm_tensor *out,
+                     char *message, size_t size)
+{
+    mpsnorm_checked cdy, cx = checked_tensor(x, "x"), cout = checked_tensor(out, "out");
+    if (dy != NULL)
+        cdy = checked_tensor(dy, "dy");
+    return mpsnorm_metal_route_lcn(cache, params, dy != NULL ? &cdy : NULL, &cx, &cout, message,
+                                   size);
+}
+
+static int route_instance_norm(mpsnorm_metal_cache *cache, const mpsnorm_inorm_params *params,
+                               const mpsnorm_tensor *dy, const mpsnorm_tensor *x,
+                               const mpsnorm_tensor *out, const mpsnorm_vector *dgamma,
+                               const mpsnorm_vector *dbeta, char *message, size_t size)
+{
+    mpsnorm_checked cdy, cx = checked_tensor(x, "x"), cout = checked_tensor(out, "out");
+    mpsnorm_checked cdgamma, cdbeta;
+    char ignored[MPSNORM_MESSAGE_SIZE];
+    if (dy != NULL)
+        cdy = checked_tensor(dy, "dy");
+    if (dgamma != NULL)
+        mpsnorm_check_output_vector(&cdgamma, dgamma, "dgamma", dgamma->length, dgamma->dtype,
+                                    ignored, sizeof ignored);
+    if (dbeta != NULL)
+        mpsnorm_check_output_vector(&cdbeta, dbeta, "dbeta", dbeta->length, dbeta->dtype, ignored,
+                                    sizeof ignored);
+    return mpsnorm_metal_route_instance_norm(cache, params, dy != NULL ? &cdy : NULL, &cx, &cout,
+                                             dgamma != NULL ? &cdgamma : NULL,
+                                             dbeta != NULL ? &cdbeta : NULL, message, size);
+}
 
 /* ---- the fake backend ---------------------------------------------------- */
 
@@ -366,8 +411,8 @@ static void test_lcn_forward_forms(void)
                 mpsnorm_lcn_params p = lcn_params(3, 3);
                 char message[MPSNORM_MESSAGE_SIZE] = "";
                 fake_reset();
-                int status = mpsnorm_metal_route_lcn(CACHE, &p, NULL, &x.t, &y.t, message,
-                                                     sizeof message);
+                int status = route_lcn(CACHE, &p, NULL, &x.t, &y.t, message,
+                                       sizeof message);
                 const char *what = FORM_NAMES[fx];
                 const char *out_what = FORM_NAMES[fy];
                 CHECK(status == MPSNORM_OK, "x %s y %s: status %d (%s)", what, out_what, status,
@@ -418,7 +463,7 @@ static void test_lcn_gradient_roles(void)
         mpsnorm_lcn_params p = lcn_params(4, 4);
         char message[MPSNORM_MESSAGE_SIZE] = "";
         fake_reset();
-        int status = mpsnorm_metal_route_lcn(CACHE, &p, &dy.t, &x.t, &dx.t, message, sizeof message);
+        int status = route_lcn(CACHE, &p, &dy.t, &x.t, &dx.t, message, sizeof message);
         CHECK(status == MPSNORM_OK, "status %d (%s)", status, message);
         CHECK(fake.kind == FAKE_LCN_GRADIENT, "gradient kernel called");
         const mpsnorm_metal_batch *b = &fake.batch;
@@ -446,7 +491,7 @@ static void test_float16_bits(void)
     mpsnorm_lcn_params p = lcn_params(2, 2);
     char message[MPSNORM_MESSAGE_SIZE] = "";
     fake_reset();
-    int status = mpsnorm_metal_route_lcn(CACHE, &p, &dy.t, &x.t, &dx.t, message, sizeof message);
+    int status = route_lcn(CACHE, &p, &dy.t, &x.t, &dx.t, message, sizeof message);
     CHECK(status == MPSNORM_OK, "status %d (%s)", status, message);
     CHECK(fake.batch.primary != dy.t.data && fake.batch.destination != dx.t.data, "staged");
     CHECK(staged_matches(fake.primary, &fake.batch, &dy.t), "dy bits staged exactly");
@@ -475,8 +520,8 @@ static void test_size_one_axes(void)
     mpsnorm_inorm_params p = inorm_params(1);
     char message[MPSNORM_MESSAGE_SIZE] = "";
     fake_reset();
-    int status = mpsnorm_metal_route_inorm(CACHE, &p, NULL, &x.t, &y.t, NULL, NULL, message,
-                                           sizeof message);
+    int status = route_instance_norm(CACHE, &p, NULL, &x.t, &y.t, NULL, NULL, message,
+                                     sizeof message);
     CHECK(status == MPSNORM_OK, "status %d (%s)", status, message);
     CHECK(fake.kind == FAKE_INORM_FORWARD && fake.params == &p, "instance-norm forward called");
     CHECK(fake.batch.primary == x.t.data && fake.batch.destination == y.t.data,
@@ -505,8 +550,8 @@ static void test_inorm_gradient_sums(void)
     mpsnorm_inorm_params p = inorm_params(C);
     char message[MPSNORM_MESSAGE_SIZE] = "";
     fake_reset();
-    int status = mpsnorm_metal_route_inorm(CACHE, &p, &dy.t, &x.t, &dx.t, &dgamma, &dbeta,
-                                           message, sizeof message);
+    int status = route_instance_norm(CACHE, &p, &dy.t, &x.t, &dx.t, &dgamma, &dbeta,
+                                     message, sizeof message);
     CHECK(status == MPSNORM_OK, "status %d (%s)", status, message);
     CHECK(fake.kind == FAKE_INORM_GRADIENT, "gradient kernel called");
     CHECK(fake.batch.primary == dy.t.data && fake.batch.secondary == x.t.data,
@@ -528,8 +573,8 @@ static void test_inorm_gradient_sums(void)
     for (int i = 0; i < C + 2; i++)
         beta_store[i] = -1.0f;
     fake_reset();
-    status = mpsnorm_metal_route_inorm(CACHE, &p, &dy.t, &x.t, &dx.t, NULL, &dbeta, message,
-                                       sizeof message);
+    status = route_instance_norm(CACHE, &p, &dy.t, &x.t, &dx.t, NULL, &dbeta, message,
+                                 sizeof message);
     CHECK(status == MPSNORM_OK, "dgamma NULL: status %d (%s)", status, message);
     CHECK(beta_store[C] == (float)(10 * N * (N - 1) / 2) + 0.5f * (float)N,
           "dbeta[0] with dgamma NULL: %g", (double)beta_store[C]);
@@ -548,7 +593,7 @@ static void test_refusals(void)
     mpsnorm_lcn_params p = lcn_params(3, 3);
     fake_reset();
     message[0] = '\0';
-    int status = mpsnorm_metal_route_lcn(CACHE, &p, NULL, &x64.t, &y64.t, message, sizeof message);
+    int status = route_lcn(CACHE, &p, NULL, &x64.t, &y64.t, message, sizeof message);
     CHECK(status == MPSNORM_ERR_UNSUPPORTED, "float64 LCN: status %d", status);
     CHECK(strstr(message, "float64") != NULL, "message: %s", message);
     CHECK(fake.calls == 0 && all_bytes(&y64, SENTINEL), "float64 LCN: nothing run or written");
@@ -558,8 +603,8 @@ static void test_refusals(void)
     mpsnorm_vector dgamma = {store, MPSNORM_FLOAT32, 2, 1};
     fake_reset();
     message[0] = '\0';
-    status = mpsnorm_metal_route_inorm(CACHE, &ip, &x64.t, &x64.t, &y64.t, &dgamma, NULL, message,
-                                       sizeof message);
+    status = route_instance_norm(CACHE, &ip, &x64.t, &x64.t, &y64.t, &dgamma, NULL, message,
+                                 sizeof message);
     CHECK(status == MPSNORM_ERR_UNSUPPORTED, "float64 instance norm: status %d", status);
     CHECK(strstr(message, "float64") != NULL, "message: %s", message);
     CHECK(fake.calls == 0 && all_bytes(&y64, SENTINEL) && store[0] == -1.0f && store[1] == -1.0f,
@@ -572,7 +617,7 @@ static void test_refusals(void)
     p = lcn_params(3, 5);
     fake_reset();
     message[0] = '\0';
-    status = mpsnorm_metal_route_lcn(CACHE, &p, NULL, &x.t, &y.t, message, sizeof message);
+    status = route_lcn(CACHE, &p, NULL, &x.t, &y.t, message, sizeof message);
     CHECK(status == MPSNORM_ERR_UNSUPPORTED, "3x5 LCN: status %d", status);
     CHECK(strstr(message, "kernelWidth must be equal to kernelHeight") != NULL, "message: %s", message);
     CHECK(fake.calls == 0 && all_bytes(&y, SENTINEL), "3x5: nothing run or written");
@@ -617,8 +662,8 @@ static void test_backend_failure(void)
         char message[MPSNORM_MESSAGE_SIZE] = "";
         fake_reset();
         fake.fail = 1;
-        int status = mpsnorm_metal_route_inorm(CACHE, &ip, &dy.t, &x.t, &dx.t, &dgamma, NULL,
-                                               message, sizeof message);
+        int status = route_instance_norm(CACHE, &ip, &dy.t, &x.t, &dx.t, &dgamma, NULL,
+                                         message, sizeof message);
         CHECK(status == MPSNORM_ERR_BACKEND_FAILURE, "status %d", status);
         CHECK(strcmp(message, FAKE_MESSAGE) == 0, "message: %s", message);
         CHECK(all_bytes(&dx, SENTINEL), "dx (%s) untouched", staged ? "staged" : "passed through");
@@ -627,7 +672,7 @@ static void test_backend_failure(void)
         fake_reset();
         fake.fail = 1;
         message[0] = '\0';
-        status = mpsnorm_metal_route_lcn(CACHE, &p, NULL, &x.t, &dx.t, message, sizeof message);
+        status = route_lcn(CACHE, &p, NULL, &x.t, &dx.t, message, sizeof message);
         CHECK(status == MPSNORM_ERR_BACKEND_FAILURE && strcmp(message, FAKE_MESSAGE) == 0,
               "LCN forward: status %d, message %s", status, message);
         CHECK(all_bytes(&dx, SENTINEL), "y untouched");
@@ -657,7 +702,7 @@ static void test_out_of_memory(void)
         mpsnorm_lcn_params p = lcn_params(1, 1);
         char message[MPSNORM_MESSAGE_SIZE] = "";
         fake_reset();
-        int status = mpsnorm_metal_route_lcn(CACHE, &p, NULL, &x, &y, message, sizeof message);
+        int status = route_lcn(CACHE, &p, NULL, &x, &y, message, sizeof message);
         CHECK(status == MPSNORM_ERR_OUT_OF_MEMORY, "case %d: status %d (%s)", i, status, message);
         CHECK(strstr(message, "staging") != NULL, "case %d: message: %s", i, message);
         CHECK(fake.calls == 0 && y_store == 7.0f, "case %d: nothing run or written", i);
@@ -671,7 +716,7 @@ static void test_no_cache(void)
     mpsnorm_lcn_params p = lcn_params(1, 1);
     char message[MPSNORM_MESSAGE_SIZE] = "";
     fake_reset();
-    int status = mpsnorm_metal_route_lcn(NULL, &p, NULL, &x.t, &y.t, message, sizeof message);
+    int status = route_lcn(NULL, &p, NULL, &x.t, &y.t, message, sizeof message);
     CHECK(status == MPSNORM_ERR_BACKEND_UNAVAILABLE, "status %d", status);
     CHECK(fake.calls == 0 && all_bytes(&y, SENTINEL), "nothing run or written");
     release(&x);
