@@ -4,10 +4,9 @@ as Apple's Metal Performance Shaders define them, on Metal or portable C.
 Importing mpsnorm does not import NumPy; it is imported the first time a
 kernel allocates an output array.
 """
-from mpsnorm._backend import backends
-from mpsnorm._instance_norm import InstanceNormalization, InstanceNormalizationGradient
-from mpsnorm._lcn import LocalContrastNormalization, LocalContrastNormalizationGradient
-from mpsnorm._threads import get_num_threads, set_num_threads
+from mpsnorm._mpsnorm import (InstanceNormalization, InstanceNormalizationGradient,
+                              LocalContrastNormalization, LocalContrastNormalizationGradient,
+                              backends, get_num_threads, set_num_threads)
 from mpsnorm._version import __version__
 from mpsnorm.config import get_include, get_library_dir
 from mpsnorm.errors import MPSNormError
