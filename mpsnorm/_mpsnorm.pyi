@@ -22,6 +22,9 @@ _OutBeta = TypeVar("_OutBeta", bound=_Tensor)
 _Array = npt.NDArray[np.floating[Any]]
 _Values = Optional[Iterable[SupportsFloat]]
 
+class MPSNormError(RuntimeError):
+    """A backend failed while running a kernel. Bad arguments raise ValueError or TypeError."""
+
 def backends() -> tuple[str, ...]:
     """The backends usable on this machine, preferred first: ("metal", "cpu") or ("cpu",)."""
 

@@ -1,7 +1,14 @@
 # The one translation of C status codes into Python exceptions (included by _mpsnorm.pyx).
 
+
+class MPSNormError(RuntimeError):
+    """A backend failed while running a kernel (for example a Metal command
+    buffer that did not complete). Bad arguments raise ValueError or
+    TypeError instead."""
+    __module__ = "mpsnorm.errors"  # where it is documented and re-exported
+
+
 cdef object exception_class(int status):
-    from mpsnorm.errors import MPSNormError  # only when a call fails
     if status == MPSNORM_ERR_OUT_OF_MEMORY:
         return MemoryError
     if status == MPSNORM_ERR_BACKEND_FAILURE:
