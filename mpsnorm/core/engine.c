@@ -131,6 +131,18 @@ static int may_fall_back(const mpsnorm_engine *engine)
     return engine->requested != MPSNORM_BACKEND_METAL;
 }
 
+/* After a Metal attempt that returned `status`: 1 if the call goes on to the CPU
+ * (Metal refused a case the engine may hand over; the report then says so), 0 if
+ * `status` is the call's result. */
+static int falls_back(const mpsnorm_engine *engine, int status, mpsnorm_report *report)
+{
+    if (status != MPSNORM_ERR_UNSUPPORTED || !may_fall_back(engine))
+        return 0;
+    report->message[0] = '\0';
+    report->backend_used = MPSNORM_BACKEND_CPU;
+    return 1;
+}
+
 static int run_lcn(mpsnorm_engine *engine, const mpsnorm_lcn_params *params,
                    const mpsnorm_tensor *dy, const mpsnorm_tensor *x, const mpsnorm_tensor *out,
                    mpsnorm_report *report)
@@ -146,10 +158,8 @@ static int run_lcn(mpsnorm_engine *engine, const mpsnorm_lcn_params *params,
     if (mpsnorm_engine_backend(engine) == MPSNORM_BACKEND_METAL) {
         status = mpsnorm_metal_route_lcn(engine->metal, params, args.dy, args.x, args.out, message,
                                          size);
-        if (status != MPSNORM_ERR_UNSUPPORTED || !may_fall_back(engine))
+        if (!falls_back(engine, status, report))
             return status;
-        message[0] = '\0';
-        report->backend_used = MPSNORM_BACKEND_CPU;
     }
     return dy != NULL ? mpsnorm_cpu_lcn_gradient(params, args.dy, args.x, args.out)
                       : mpsnorm_cpu_lcn_forward(params, args.x, args.out);
@@ -251,10 +261,8 @@ static int run_instance_norm(mpsnorm_engine *engine, const mpsnorm_inorm_params 
         status = mpsnorm_metal_route_instance_norm(engine->metal, params, args.dy, args.x,
                                                    args.out, args.dgamma, args.dbeta, message,
                                                    size);
-        if (status != MPSNORM_ERR_UNSUPPORTED || !may_fall_back(engine))
+        if (!falls_back(engine, status, report))
             return status;
-        message[0] = '\0';
-        report->backend_used = MPSNORM_BACKEND_CPU;
     }
     return dy != NULL ? mpsnorm_cpu_instance_norm_gradient(params, args.dy, args.x, args.out,
                                                            args.dgamma, args.dbeta)
