@@ -186,20 +186,17 @@ static int check_layout(mpsnorm_checked *checked, const mpsnorm_tensor *tensor, 
     checked->count = count;
     if (count == 0)
         return MPSNORM_OK;
-    uint64_t below, above;
-    const int fits = offset_bounds(tensor, checked->item, &below, &above);
-    if (fits) {
-        checked->low = (const char *)tensor->data - below * checked->item;
-        checked->high = (const char *)tensor->data + (above + 1) * checked->item;
-    }
     if (tensor->data == NULL)
         return mpsnorm_fail(MPSNORM_ERR_NULL_POINTER, message, size, "%s data is NULL", name);
     if ((uintptr_t)tensor->data % checked->item != 0)
         return mpsnorm_fail(MPSNORM_ERR_BAD_LAYOUT, message, size,
                             "%s data is not aligned to its %zu-byte elements", name, checked->item);
-    if (!fits)
+    uint64_t below, above;
+    if (!offset_bounds(tensor, checked->item, &below, &above))
         return mpsnorm_fail(MPSNORM_ERR_BAD_LAYOUT, message, size,
                             "%s strides reach outside the address space", name);
+    checked->low = (const char *)tensor->data - below * checked->item;
+    checked->high = (const char *)tensor->data + (above + 1) * checked->item;
     return output ? check_distinct(tensor, name, message, size) : MPSNORM_OK;
 }
 

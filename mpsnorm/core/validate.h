@@ -30,8 +30,7 @@ int mpsnorm_check_instance_norm_params(const mpsnorm_inorm_params *params, char 
  * sizes >= 0, element count within 64 bits, and when not empty data non-NULL,
  * aligned and an address range that fits the address space. An output
  * (output != 0) must also not write any element twice. `name` is how
- * messages refer to it. *checked is filled as far as the tensor allows even
- * when a check fails.
+ * messages refer to it. *checked is filled as far as the checks got.
  */
 int mpsnorm_check_tensor(mpsnorm_checked *checked, const mpsnorm_tensor *tensor, const char *name,
                          int output, char *message, size_t size);
