@@ -103,8 +103,8 @@ cdef class InstanceNormalization(_InstanceNormKernel):
     """y = gamma[c] * (x - mean) / sqrt(var + epsilon) + beta[c] per image and
     channel (MPS's MPSCNNInstanceNormalization)."""
 
-    def __cinit__(self):
-        self._operation = INSTANCE_NORM_FORWARD
+    cdef Operation _operation(self) noexcept:
+        return INSTANCE_NORM_FORWARD
 
     def __init__(self, num_channels, *, gamma=None, beta=None, epsilon=1e-5, layout="NCHW",
                  backend="auto"):
@@ -133,8 +133,8 @@ cdef class InstanceNormalizationGradient(_InstanceNormKernel):
     dy, gamma/beta gradients summed over the batch (MPS's
     MPSCNNInstanceNormalizationGradient)."""
 
-    def __cinit__(self):
-        self._operation = INSTANCE_NORM_GRADIENT
+    cdef Operation _operation(self) noexcept:
+        return INSTANCE_NORM_GRADIENT
 
     def __init__(self, num_channels, *, gamma=None, epsilon=1e-5, layout="NCHW",
                  backend="auto"):

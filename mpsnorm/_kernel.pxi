@@ -92,21 +92,23 @@ cdef int raise_call_error(int status, KernelCall *call, bint gradient, str where
 cdef class _Kernel:
     """Backend, layout and the call sequence shared by every kernel."""
 
-    def __cinit__(self):
-        self._vectorcall = <void *>kernel_vectorcall
-
     cdef void _bind(self, str where, Layout layout, Engine engine) noexcept:
         self._where = where
         self.engine = engine
         self._layout = layout
         self._last_backend = None
+        self._vectorcall = <void *>kernel_vectorcall
+
+    cdef Operation _operation(self) noexcept:
+        """What the object computes: each kernel class says."""
+        return LCN_FORWARD
 
     cdef object _call(self, object dy, object x, object out, object out_gamma, object out_beta):
         """One call: dy is ignored by a forward kernel, out_gamma / out_beta by all but the
         instance-norm gradient. Returns the output(s)."""
         cdef KernelCall call
         cdef Engine engine = self.engine  # kept alive for the call, whatever __init__ does
-        cdef Operation operation = self._operation
+        cdef Operation operation = self._operation()
         cdef bint gradient = is_gradient(operation)
         cdef bytes gamma_bytes = None, beta_bytes = None  # what instance_norm points into
         cdef _InstanceNormKernel instance_norm
@@ -190,7 +192,7 @@ cdef object kernel_vectorcall(object callable, PyObject **args, size_t nargsf, P
     Anything else (a wrong count, an unknown or repeated keyword) goes to tp_call, whose
     messages say what is wrong."""
     cdef _Kernel kernel = <_Kernel>callable
-    cdef Operation operation = kernel._operation
+    cdef Operation operation = kernel._operation()
     cdef Py_ssize_t inputs = 2 if is_gradient(operation) else 1
     cdef Py_ssize_t nargs = PyVectorcall_NARGS(nargsf)
     cdef Py_ssize_t i, k, keywords = 0

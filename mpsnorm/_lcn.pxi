@@ -86,8 +86,8 @@ cdef class LocalContrastNormalization(_LocalContrastKernel):
     kernel_width x kernel_height window, zero outside the image (MPS's
     MPSCNNLocalContrastNormalization, with its defaults)."""
 
-    def __cinit__(self):
-        self._operation = LCN_FORWARD
+    cdef Operation _operation(self) noexcept:
+        return LCN_FORWARD
 
     def __call__(self, x, *, out=None):
         return self._call(None, x, out, None, None)
@@ -97,8 +97,8 @@ cdef class LocalContrastNormalizationGradient(_LocalContrastKernel):
     """dx, the exact gradient of LocalContrastNormalization at x applied to dy
     (MPS's MPSCNNLocalContrastNormalizationGradient)."""
 
-    def __cinit__(self):
-        self._operation = LCN_GRADIENT
+    cdef Operation _operation(self) noexcept:
+        return LCN_GRADIENT
 
     def __call__(self, dy, x, *, out=None):
         return self._call(dy, x, out, None, None)

@@ -26,16 +26,16 @@ cdef class Engine:
 
 
 cdef class _Kernel:
-    # The instance's vectorcall entry (PEP 590): calls skip the argument
-    # tuple and keyword dict of tp_call.
+    # The instance's vectorcall entry (PEP 590), set by __init__: calls skip
+    # the argument tuple and keyword dict of tp_call (NULL: they take it).
     cdef void *_vectorcall
-    cdef Operation _operation
     cdef Engine engine
     cdef Layout _layout
     cdef object _last_backend
     cdef str _where          # the class name that messages start with, set by __init__
 
     cdef void _bind(self, str where, Layout layout, Engine engine) noexcept
+    cdef Operation _operation(self) noexcept
     cdef object _call(self, object dy, object x, object out, object out_gamma, object out_beta)
 
 
@@ -44,11 +44,11 @@ cdef class _LocalContrastKernel(_Kernel):
 
 
 cdef class LocalContrastNormalization(_LocalContrastKernel):
-    pass
+    cdef Operation _operation(self) noexcept
 
 
 cdef class LocalContrastNormalizationGradient(_LocalContrastKernel):
-    pass
+    cdef Operation _operation(self) noexcept
 
 
 cdef class _InstanceNormKernel(_Kernel):
@@ -61,8 +61,8 @@ cdef class _InstanceNormKernel(_Kernel):
 
 
 cdef class InstanceNormalization(_InstanceNormKernel):
-    pass
+    cdef Operation _operation(self) noexcept
 
 
 cdef class InstanceNormalizationGradient(_InstanceNormKernel):
-    pass
+    cdef Operation _operation(self) noexcept
