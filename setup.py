@@ -1,5 +1,5 @@
 """Build of mpsnorm: the C library (libmpsnorm, the kernels and both backends'
-glue) and the Cython extension modules that link it.
+glue) and the Cython extension module that links it.
 
 The library is built like an extension module so that regular, editable and
 in-place builds all place it beside the modules, which find it through an
@@ -64,24 +64,22 @@ def library_extension():
 
 
 def module_extensions():
+    """The extension module mpsnorm._mpsnorm (one .pyx including a .pxi per concept)."""
     rpath = "@loader_path" if MACOS else "$ORIGIN"
-    modules = []
-    for path in relative_sources("mpsnorm/_*.pyx"):
-        name = os.path.splitext(path)[0].replace(os.sep, ".")
-        modules.append(Extension(
-            name,
-            sources=[path],
-            include_dirs=["mpsnorm/include"],
-            libraries=["mpsnorm"],
-            extra_compile_args=["-O2"],
-            extra_link_args=["-Wl,-rpath," + rpath],
-        ))
-    return cythonize(modules, compiler_directives={"language_level": 3, "embedsignature": True})
+    module = Extension(
+        "mpsnorm._mpsnorm",
+        sources=["mpsnorm/_mpsnorm.pyx"],
+        include_dirs=["mpsnorm/include"],
+        libraries=["mpsnorm"],
+        extra_compile_args=["-O2"],
+        extra_link_args=["-Wl,-rpath," + rpath],
+    )
+    return cythonize([module], compiler_directives={"language_level": 3, "embedsignature": True})
 
 
 class BuildWithLibrary(build_ext):
     """build_ext that builds libmpsnorm first, as a plain shared library, and
-    links every extension module against it."""
+    links the extension module against it."""
 
     def get_ext_filename(self, fullname):
         # Asked with the full dotted name, and (by get_ext_fullpath) the last part.

@@ -380,6 +380,31 @@ def memory_extra(op, kind, shape, k=9, dtype="float32", threads=2, layout="NCHW"
     return data["extra"], data["tensor"]
 
 
+# ---- import ----------------------------------------------------------------------------------
+
+_IMPORT_PROBE = r"""
+import sys, time
+start = time.perf_counter()
+import {module}
+print(time.perf_counter() - start, "numpy" in sys.modules)
+"""
+
+
+def import_times(modules, runs):
+    """The best time of `import <module>` in a fresh interpreter over `runs` interpreters per
+    module (taken in turn, so that both see the same machine), and whether importing it
+    brought NumPy in. Returns {module: (seconds, numpy imported)}."""
+    best = {module: (float("inf"), False) for module in modules}
+    for _ in range(runs):
+        for module in modules:
+            result = subprocess.run([sys.executable, "-c", _IMPORT_PROBE.format(module=module)],
+                                    capture_output=True, text=True, timeout=120, check=True)
+            seconds, numpy_loaded = result.stdout.split()
+            best[module] = (min(best[module][0], float(seconds)),
+                            best[module][1] or numpy_loaded == "True")
+    return best
+
+
 # ---- threads ---------------------------------------------------------------------------------
 
 def concurrent_ratio(make_fn, repeat):
@@ -512,6 +537,14 @@ def measure(full=False, log=None):
                     "(4,16,256,256)", per_large / per_small,
                     f"{per_large / per_small:.2f} ({per_large * 1e9:.2f} / "
                     f"{per_small * 1e9:.2f} ns)"))
+
+    # import
+    times = import_times(("mpsnorm", "numpy"), runs=15 if full else 7)
+    (t_mpsnorm, with_numpy), (t_numpy, _) = times["mpsnorm"], times["numpy"]
+    rows.append(Row("import_vs_numpy", "import mpsnorm, fresh interpreter: import numpy / it",
+                    0.0 if with_numpy else t_numpy / t_mpsnorm,
+                    f"{t_numpy / t_mpsnorm:.0f}x ({_fmt_ms(t_mpsnorm)} vs {_fmt_ms(t_numpy)})"
+                    + ("; it imported NumPy" if with_numpy else "")))
 
     # call overhead
     for kernel, label in (("lcn", "LCN grad 3x3 out="),

@@ -4,18 +4,10 @@ import os
 import sys
 from typing import Callable, Dict, List
 
+from mpsnorm import get_include, get_library_dir
+
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 LIBRARY_FILE = "libmpsnorm.dylib" if sys.platform == "darwin" else "libmpsnorm.so"
-
-
-def get_include() -> str:
-    """The directory holding mpsnorm.h (for C) -- pass it with -I."""
-    return os.path.join(PACKAGE_DIR, "include")
-
-
-def get_library_dir() -> str:
-    """The directory holding the shared library libmpsnorm."""
-    return PACKAGE_DIR
 
 
 def get_pkgconfig_dir() -> str:

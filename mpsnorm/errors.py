@@ -1,7 +1,4 @@
 """Exceptions raised by mpsnorm."""
+from mpsnorm._mpsnorm import MPSNormError
 
-
-class MPSNormError(RuntimeError):
-    """A backend failed while running a kernel (for example a Metal command
-    buffer that did not complete). Bad arguments raise ValueError or
-    TypeError instead."""
+__all__ = ["MPSNormError"]

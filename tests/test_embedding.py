@@ -48,7 +48,7 @@ def test_versions_agree():
     with open(os.path.join(config.get_pkgconfig_dir(), "mpsnorm.pc")) as pc:
         pc_version = re.search(r"^Version: (\S+)$", pc.read(), re.MULTILINE)[1]
     assert header_version == pc_version == mpsnorm.__version__
-    assert mpsnorm._backend.library_version() == mpsnorm.__version__
+    assert mpsnorm._mpsnorm.library_version() == mpsnorm.__version__
 
 
 def test_config_rejects_unknown_options():
@@ -116,7 +116,7 @@ CYTHON_MODULE = textwrap.dedent('''
     cimport mpsnorm
     from mpsnorm.libmpsnorm cimport (mpsnorm_lcn_gradient, mpsnorm_lcn_params,
                                      mpsnorm_lcn_params_init, mpsnorm_tensor, MPSNORM_FLOAT64)
-    from mpsnorm._lcn cimport LocalContrastNormalizationGradient
+    from mpsnorm._mpsnorm cimport LocalContrastNormalizationGradient
 
     def gradient(double[:, :, :, ::1] dy, double[:, :, :, ::1] x, double[:, :, :, ::1] dx,
                  int kernel):

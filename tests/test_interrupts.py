@@ -114,7 +114,14 @@ else:
     except KeyboardInterrupt:
         interrupted = True
         finished.wait()  # the call goes on to completion
-sender.join()
+
+# On a loaded machine the signal may come late, after the call: then it lands here, the
+# report shows it was sent after the call ended, and the test runs the case again.
+while sender.is_alive():
+    try:
+        sender.join()
+    except KeyboardInterrupt:
+        pass
 
 got = [kw["out"]] + ([kw["out_gamma"], kw["out_beta"]] if len(expected) == 3 else [])
 complete = all(np.array_equal(g.view(np.uint32), e.view(np.uint32))

@@ -124,10 +124,9 @@ def test_cibuildwheel_reads_the_configuration(platform, expected):
 SDIST_MUST_HAVE = [
     "README.md", "pyproject.toml", "setup.py", "MANIFEST.in", "PKG-INFO",
     "mpsnorm/include/mpsnorm.h", "mpsnorm/mpsnorm.pc", "mpsnorm/py.typed",
-    "mpsnorm/__init__.pxd", "mpsnorm/libmpsnorm.pxd", "mpsnorm/_tensor.pxd", "mpsnorm/_dlpack.pxd",
-    "mpsnorm/_lcn.pxd", "mpsnorm/_instance_norm.pxd", "mpsnorm/_lcn.pyx", "mpsnorm/_tensor.pyx",
-    "mpsnorm/_lcn.pyi", "mpsnorm/_instance_norm.pyi", "mpsnorm/_backend.pyi",
-    "mpsnorm/_threads.pyi", "mpsnorm/torch.py", "mpsnorm/demo.py",
+    "mpsnorm/__init__.pxd", "mpsnorm/libmpsnorm.pxd", "mpsnorm/_mpsnorm.pxd", "mpsnorm/_dlpack.pxd",
+    "mpsnorm/_mpsnorm.pyx", "mpsnorm/_tensor.pxi", "mpsnorm/_kernel.pxi", "mpsnorm/_lcn.pxi",
+    "mpsnorm/_mpsnorm.pyi", "mpsnorm/torch.py", "mpsnorm/demo.py",
     "tests/conftest.py", "tests/reference.py", "tests/c/Makefile", "tests/c/test_c_api.c",
     "tests/objc/mps_declarations.h", "tests/stubtest_allowlist.txt", "tests/typing_sample.py",
     "examples/gradients.c", "examples/train_tiny.py", "docs/lcn.png",
@@ -149,7 +148,7 @@ def test_sdist_holds_sources_headers_pxd_objc_tests_and_examples(tmp_path):
         names = {name[len(root) + 1:] for name in tar.getnames() if name.startswith(root + "/")}
     missing = [name for name in SDIST_MUST_HAVE if name not in names]
     for pattern in ("objc/*.m", "mpsnorm/core/*.c", "mpsnorm/core/*.h", "mpsnorm/cpu/*.c",
-                    "mpsnorm/cpu/*.h", "mpsnorm/*.pxd", "mpsnorm/*.pyx", "tests/c/*.c",
+                    "mpsnorm/cpu/*.h", "mpsnorm/*.pxd", "mpsnorm/*.pyx", "mpsnorm/*.pxi", "tests/c/*.c",
                     "tests/test_*.py"):
         expected = tracked(pattern)
         assert expected, pattern
@@ -181,7 +180,7 @@ def test_wheel_installs_and_passes_the_tests_outside_the_source_tree(tmp_path):
     (wheel,) = glob.glob(str(tmp_path / "dist" / "mpsnorm-*.whl"))
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
-    for name in ("mpsnorm/py.typed", "mpsnorm/_lcn.pyi", "mpsnorm/_dlpack.pxd",
+    for name in ("mpsnorm/py.typed", "mpsnorm/_mpsnorm.pyi", "mpsnorm/_mpsnorm.pxd",
                  "mpsnorm/include/mpsnorm.h", "mpsnorm/mpsnorm.pc", "mpsnorm/torch.py",
                  "mpsnorm/demo.py", "mpsnorm/libmpsnorm.so"):
         assert name in names, name

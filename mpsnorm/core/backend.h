@@ -1,28 +1,32 @@
 /*
  * backend.h -- what the dispatcher (engine.c) calls in each backend.
  *
- * Everything here runs after validation: descriptors are non-NULL, shapes
- * and dtypes agree, outputs overlap nothing, parameters are in range, and no
- * size is zero. Backends return MPSNORM_OK or an error status; on error they
- * have written nothing to any output.
+ * Everything here runs after validation (validate.c), which hands each
+ * tensor and vector over as its checked descriptor (checked.h): shapes and
+ * dtypes agree, outputs overlap nothing, parameters are in range, and no
+ * size is zero. Backends assert this rather than check it again. They return
+ * MPSNORM_OK or an error status; on error they have written nothing to any
+ * output.
  */
 #ifndef MPSNORM_CORE_BACKEND_H
 #define MPSNORM_CORE_BACKEND_H
 
+#include "checked.h"
 #include "mpsnorm.h"
 
 /* ---- portable C backend (mpsnorm/cpu/) ---------------------------------- */
 
-int mpsnorm_cpu_lcn_forward(const mpsnorm_lcn_params *params,
-                            const mpsnorm_tensor *x, const mpsnorm_tensor *y);
-int mpsnorm_cpu_lcn_gradient(const mpsnorm_lcn_params *params, const mpsnorm_tensor *dy,
-                             const mpsnorm_tensor *x, const mpsnorm_tensor *dx);
-int mpsnorm_cpu_inorm_forward(const mpsnorm_inorm_params *params,
-                              const mpsnorm_tensor *x, const mpsnorm_tensor *y);
-/* dgamma / dbeta may be NULL. */
-int mpsnorm_cpu_inorm_gradient(const mpsnorm_inorm_params *params, const mpsnorm_tensor *dy,
-                               const mpsnorm_tensor *x, const mpsnorm_tensor *dx,
-                               const mpsnorm_vector *dgamma, const mpsnorm_vector *dbeta);
+int mpsnorm_cpu_lcn_forward(const mpsnorm_lcn_params *params, const mpsnorm_checked *x,
+                            const mpsnorm_checked *y);
+int mpsnorm_cpu_lcn_gradient(const mpsnorm_lcn_params *params, const mpsnorm_checked *dy,
+                             const mpsnorm_checked *x, const mpsnorm_checked *dx);
+int mpsnorm_cpu_instance_norm_forward(const mpsnorm_inorm_params *params,
+                                      const mpsnorm_checked *x, const mpsnorm_checked *y);
+/* dgamma / dbeta (checked vectors) may be NULL. */
+int mpsnorm_cpu_instance_norm_gradient(const mpsnorm_inorm_params *params,
+                                       const mpsnorm_checked *dy, const mpsnorm_checked *x,
+                                       const mpsnorm_checked *dx, const mpsnorm_checked *dgamma,
+                                       const mpsnorm_checked *dbeta);
 
 /* ---- Metal backend (objc/ on macOS, metal_unavailable.c elsewhere) ------- */
 

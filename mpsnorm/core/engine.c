@@ -92,31 +92,36 @@ static int finish(mpsnorm_report *report, int status)
     return status;
 }
 
-/* Checks the tensors of a call: inputs well-formed and alike, the output
- * well-formed, alike, and disjoint from every input. dy may be NULL. */
-static int check_call_tensors(const mpsnorm_tensor *dy, const mpsnorm_tensor *x,
-                              const mpsnorm_tensor *out, const char *out_name, char *message,
-                              size_t size)
+/* A call's arguments, each checked once. dy, dgamma and dbeta are NULL where
+ * the call has none. */
+typedef struct call_arguments {
+    mpsnorm_checked dy_checked, x_checked, out_checked, dgamma_checked, dbeta_checked;
+    const mpsnorm_checked *dy, *x, *out, *dgamma, *dbeta;
+} call_arguments;
+
+/* Checks the tensors of a call into *args: inputs well-formed and alike, the
+ * output well-formed, alike, and disjoint from every input. dy may be NULL. */
+static int check_call_tensors(call_arguments *args, const mpsnorm_tensor *dy,
+                              const mpsnorm_tensor *x, const mpsnorm_tensor *out,
+                              const char *out_name, char *message, size_t size)
 {
-    int status = mpsnorm_check_tensor(x, "x", message, size);
+    args->x = &args->x_checked;
+    args->out = &args->out_checked;
+    args->dy = dy != NULL ? &args->dy_checked : NULL;
+    args->dgamma = args->dbeta = NULL;
+    int status = mpsnorm_check_tensor(&args->x_checked, x, "x", 0, message, size);
     if (status == MPSNORM_OK && dy != NULL)
-        status = mpsnorm_check_tensor(dy, "dy", message, size);
+        status = mpsnorm_check_tensor(&args->dy_checked, dy, "dy", 0, message, size);
     if (status == MPSNORM_OK && dy != NULL)
-        status = mpsnorm_check_same_shape(x, "x", dy, "dy", message, size);
+        status = mpsnorm_check_same_shape(args->x, args->dy, message, size);
     if (status == MPSNORM_OK)
-        status = mpsnorm_check_output_tensor(out, out_name, message, size);
+        status = mpsnorm_check_tensor(&args->out_checked, out, out_name, 1, message, size);
     if (status == MPSNORM_OK)
-        status = mpsnorm_check_same_shape(x, "x", out, out_name, message, size);
-    if (status != MPSNORM_OK)
-        return status;
-    const char *out_low, *out_high, *low, *high;
-    mpsnorm_tensor_span(out, &out_low, &out_high);
-    mpsnorm_tensor_span(x, &low, &high);
-    status = mpsnorm_check_disjoint(out_low, out_high, out_name, low, high, "x", message, size);
-    if (status == MPSNORM_OK && dy != NULL) {
-        mpsnorm_tensor_span(dy, &low, &high);
-        status = mpsnorm_check_disjoint(out_low, out_high, out_name, low, high, "dy", message, size);
-    }
+        status = mpsnorm_check_same_shape(args->x, args->out, message, size);
+    if (status == MPSNORM_OK)
+        status = mpsnorm_check_disjoint(args->out, args->x, message, size);
+    if (status == MPSNORM_OK && dy != NULL)
+        status = mpsnorm_check_disjoint(args->out, args->dy, message, size);
     return status;
 }
 
@@ -126,13 +131,19 @@ static int may_fall_back(const mpsnorm_engine *engine)
     return engine->requested != MPSNORM_BACKEND_METAL;
 }
 
-/* A refused Metal call goes to the CPU: the refusal's reason is dropped,
- * unless it is a notice for the user (mpsnorm.h, mpsnorm_report). */
-static void fall_back(mpsnorm_report *report, int notice)
+/* After a Metal attempt that returned `status`: 1 if the call goes on to the CPU
+ * (Metal refused a case the engine may hand over; the report then says so, and keeps
+ * the refusal's reason only when it is a notice for the user: mpsnorm.h,
+ * mpsnorm_report), 0 if `status` is the call's result. */
+static int falls_back(const mpsnorm_engine *engine, int status, int notice,
+                      mpsnorm_report *report)
 {
+    if (status != MPSNORM_ERR_UNSUPPORTED || !may_fall_back(engine))
+        return 0;
     if (!notice)
         report->message[0] = '\0';
     report->backend_used = MPSNORM_BACKEND_CPU;
+    return 1;
 }
 
 /* A notice stays in the report of a successful call only. */
@@ -149,21 +160,21 @@ static int run_lcn(mpsnorm_engine *engine, const mpsnorm_lcn_params *params,
 {
     char *message = report->message;
     size_t size = sizeof report->message;
+    call_arguments args;
     int status = mpsnorm_check_lcn_params(params, message, size);
     if (status == MPSNORM_OK)
-        status = check_call_tensors(dy, x, out, dy != NULL ? "dx" : "y", message, size);
-    if (status != MPSNORM_OK || mpsnorm_tensor_count(x) == 0)
+        status = check_call_tensors(&args, dy, x, out, dy != NULL ? "dx" : "y", message, size);
+    if (status != MPSNORM_OK || args.x->count == 0)
         return status;
     int notice = 0;
     if (mpsnorm_engine_backend(engine) == MPSNORM_BACKEND_METAL) {
-        status = mpsnorm_metal_route_lcn(engine->metal, params, dy, x, out,
+        status = mpsnorm_metal_route_lcn(engine->metal, params, args.dy, args.x, args.out,
                                          may_fall_back(engine), message, size, &notice);
-        if (status != MPSNORM_ERR_UNSUPPORTED || !may_fall_back(engine))
+        if (!falls_back(engine, status, notice, report))
             return status;
-        fall_back(report, notice);
     }
-    status = dy != NULL ? mpsnorm_cpu_lcn_gradient(params, dy, x, out)
-                        : mpsnorm_cpu_lcn_forward(params, x, out);
+    status = dy != NULL ? mpsnorm_cpu_lcn_gradient(params, args.dy, args.x, args.out)
+                        : mpsnorm_cpu_lcn_forward(params, args.x, args.out);
     return keep_notice(report, status);
 }
 
@@ -187,34 +198,31 @@ int mpsnorm_lcn_gradient(mpsnorm_engine *engine, const mpsnorm_lcn_params *param
     return finish(report, run_lcn(engine, params, dy, x, dx, report));
 }
 
-/* Checks an optional per-channel gradient output against the call's tensors. */
-static int check_channel_output(const mpsnorm_vector *vector, const char *name,
-                                const mpsnorm_tensor *dy, const mpsnorm_tensor *x,
-                                const mpsnorm_tensor *dx, char *message, size_t size)
+/* Checks an optional per-channel gradient output of the call into *checked:
+ * one value per channel, disjoint from every tensor of the call. */
+static int check_channel_output(call_arguments *args, mpsnorm_checked *checked,
+                                const mpsnorm_vector *vector, const char *name,
+                                const mpsnorm_checked **slot, char *message, size_t size)
 {
     if (vector == NULL)
         return MPSNORM_OK;
+    *slot = checked;
+    const mpsnorm_tensor *x = args->x->tensor;
     int dtype = x->dtype == MPSNORM_FLOAT64 ? MPSNORM_FLOAT64 : MPSNORM_FLOAT32;
-    int status = mpsnorm_check_output_vector(vector, name, x->shape[1], dtype, message, size);
-    if (status != MPSNORM_OK)
-        return status;
-    const char *vector_low, *vector_high;
-    mpsnorm_vector_span(vector, &vector_low, &vector_high);
-    const mpsnorm_tensor *tensors[3] = {dy, x, dx};
-    const char *names[3] = {"dy", "x", "dx"};
-    for (int i = 0; i < 3 && status == MPSNORM_OK; i++) {
-        const char *low, *high;
-        mpsnorm_tensor_span(tensors[i], &low, &high);
-        status = mpsnorm_check_disjoint(vector_low, vector_high, name, low, high, names[i], message,
-                                        size);
-    }
+    int status = mpsnorm_check_output_vector(checked, vector, name, x->shape[1], dtype, message,
+                                             size);
+    const mpsnorm_checked *tensors[3] = {args->dy, args->x, args->out};
+    for (int i = 0; i < 3 && status == MPSNORM_OK; i++)
+        if (tensors[i] != NULL)
+            status = mpsnorm_check_disjoint(checked, tensors[i], message, size);
     return status;
 }
 
-static void fill_zero(const mpsnorm_vector *vector)
+static void fill_zero(const mpsnorm_checked *checked)
 {
-    if (vector == NULL)
+    if (checked == NULL)
         return;
+    const mpsnorm_vector *vector = checked->vector;
     for (int64_t i = 0; i < vector->length; i++) {
         if (vector->dtype == MPSNORM_FLOAT64)
             ((double *)vector->data)[i * vector->stride] = 0.0;
@@ -223,9 +231,10 @@ static void fill_zero(const mpsnorm_vector *vector)
     }
 }
 
-static int check_channels(const mpsnorm_inorm_params *params, const mpsnorm_tensor *x,
+static int check_channels(const mpsnorm_inorm_params *params, const mpsnorm_checked *checked,
                           char *message, size_t size)
 {
+    const mpsnorm_tensor *x = checked->tensor;
     if (x->shape[1] != params->num_channels)
         return mpsnorm_fail(MPSNORM_ERR_BAD_SHAPE, message, size,
                             "x has %lld channels but num_channels is %lld",
@@ -233,46 +242,45 @@ static int check_channels(const mpsnorm_inorm_params *params, const mpsnorm_tens
     return MPSNORM_OK;
 }
 
-static int run_inorm(mpsnorm_engine *engine, const mpsnorm_inorm_params *params,
-                     const mpsnorm_tensor *dy, const mpsnorm_tensor *x, const mpsnorm_tensor *out,
-                     const mpsnorm_vector *dgamma, const mpsnorm_vector *dbeta,
-                     mpsnorm_report *report)
+static int run_instance_norm(mpsnorm_engine *engine, const mpsnorm_inorm_params *params,
+                             const mpsnorm_tensor *dy, const mpsnorm_tensor *x,
+                             const mpsnorm_tensor *out, const mpsnorm_vector *dgamma,
+                             const mpsnorm_vector *dbeta, mpsnorm_report *report)
 {
     char *message = report->message;
     size_t size = sizeof report->message;
-    int status = mpsnorm_check_inorm_params(params, message, size);
+    call_arguments args;
+    int status = mpsnorm_check_instance_norm_params(params, message, size);
     if (status == MPSNORM_OK)
-        status = check_call_tensors(dy, x, out, dy != NULL ? "dx" : "y", message, size);
+        status = check_call_tensors(&args, dy, x, out, dy != NULL ? "dx" : "y", message, size);
     if (status == MPSNORM_OK)
-        status = check_channels(params, x, message, size);
+        status = check_channels(params, args.x, message, size);
     if (status == MPSNORM_OK)
-        status = check_channel_output(dgamma, "dgamma", dy, x, out, message, size);
+        status = check_channel_output(&args, &args.dgamma_checked, dgamma, "dgamma", &args.dgamma,
+                                      message, size);
     if (status == MPSNORM_OK)
-        status = check_channel_output(dbeta, "dbeta", dy, x, out, message, size);
-    if (status == MPSNORM_OK && dgamma != NULL && dbeta != NULL) {
-        const char *low_a, *high_a, *low_b, *high_b;
-        mpsnorm_vector_span(dgamma, &low_a, &high_a);
-        mpsnorm_vector_span(dbeta, &low_b, &high_b);
-        status = mpsnorm_check_disjoint(low_a, high_a, "dgamma", low_b, high_b, "dbeta", message,
-                                        size);
-    }
+        status = check_channel_output(&args, &args.dbeta_checked, dbeta, "dbeta", &args.dbeta,
+                                      message, size);
+    if (status == MPSNORM_OK && args.dgamma != NULL && args.dbeta != NULL)
+        status = mpsnorm_check_disjoint(args.dgamma, args.dbeta, message, size);
     if (status != MPSNORM_OK)
         return status;
-    if (mpsnorm_tensor_count(x) == 0) {
-        fill_zero(dgamma);
-        fill_zero(dbeta);
+    if (args.x->count == 0) {
+        fill_zero(args.dgamma);
+        fill_zero(args.dbeta);
         return MPSNORM_OK;
     }
     int notice = 0;
     if (mpsnorm_engine_backend(engine) == MPSNORM_BACKEND_METAL) {
-        status = mpsnorm_metal_route_inorm(engine->metal, params, dy, x, out, dgamma, dbeta,
-                                           may_fall_back(engine), message, size, &notice);
-        if (status != MPSNORM_ERR_UNSUPPORTED || !may_fall_back(engine))
+        status = mpsnorm_metal_route_instance_norm(engine->metal, params, args.dy, args.x,
+                                                   args.out, args.dgamma, args.dbeta,
+                                                   may_fall_back(engine), message, size, &notice);
+        if (!falls_back(engine, status, notice, report))
             return status;
-        fall_back(report, notice);
     }
-    status = dy != NULL ? mpsnorm_cpu_inorm_gradient(params, dy, x, out, dgamma, dbeta)
-                        : mpsnorm_cpu_inorm_forward(params, x, out);
+    status = dy != NULL ? mpsnorm_cpu_instance_norm_gradient(params, args.dy, args.x, args.out,
+                                                             args.dgamma, args.dbeta)
+                        : mpsnorm_cpu_instance_norm_forward(params, args.x, args.out);
     return keep_notice(report, status);
 }
 
@@ -281,7 +289,7 @@ int mpsnorm_inorm_forward(mpsnorm_engine *engine, const mpsnorm_inorm_params *pa
 {
     mpsnorm_report scratch;
     report = prepare_report(report, &scratch, engine);
-    return finish(report, run_inorm(engine, params, NULL, x, y, NULL, NULL, report));
+    return finish(report, run_instance_norm(engine, params, NULL, x, y, NULL, NULL, report));
 }
 
 int mpsnorm_inorm_gradient(mpsnorm_engine *engine, const mpsnorm_inorm_params *params,
@@ -294,5 +302,5 @@ int mpsnorm_inorm_gradient(mpsnorm_engine *engine, const mpsnorm_inorm_params *p
     if (dy == NULL)
         return finish(report, mpsnorm_fail(MPSNORM_ERR_NULL_POINTER, report->message,
                                            sizeof report->message, "dy is NULL"));
-    return finish(report, run_inorm(engine, params, dy, x, dx, dgamma, dbeta, report));
+    return finish(report, run_instance_norm(engine, params, dy, x, dx, dgamma, dbeta, report));
 }

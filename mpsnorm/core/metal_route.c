@@ -28,6 +28,7 @@
  *    are summed over the batch in image order with a double accumulator into
  *    the caller's float32 vectors.
  */
+#include <assert.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -334,33 +335,41 @@ static int route(const route_call *call, char *message, size_t size)
 /* ---- entry points -------------------------------------------------------- */
 
 int mpsnorm_metal_route_lcn(mpsnorm_metal_cache *cache, const mpsnorm_lcn_params *params,
-                            const mpsnorm_tensor *dy, const mpsnorm_tensor *x,
-                            const mpsnorm_tensor *out, int may_fall_back, char *message,
+                            const mpsnorm_checked *dy, const mpsnorm_checked *x,
+                            const mpsnorm_checked *out, int may_fall_back, char *message,
                             size_t size, int *notice)
 {
+    assert(x->tensor != NULL && x->count > 0 && out->tensor != NULL && out->count == x->count);
+    assert(dy == NULL || (dy->tensor != NULL && dy->count == x->count));
     *notice = 0;
-    int status = mpsnorm_metal_supports_lcn(params, x, message, size);
+    int status = mpsnorm_metal_supports_lcn(params, x->tensor, message, size);
     if (status != MPSNORM_OK)
         return status;
     route_call call = {dy != NULL ? LCN_GRADIENT : LCN_FORWARD, cache, params, NULL,
-                       dy != NULL ? dy : x, dy != NULL ? x : NULL, out, NULL, NULL,
-                       may_fall_back, notice};
+                       dy != NULL ? dy->tensor : x->tensor, dy != NULL ? x->tensor : NULL,
+                       out->tensor, NULL, NULL, may_fall_back, notice};
     return route(&call, message, size);
 }
 
-int mpsnorm_metal_route_inorm(mpsnorm_metal_cache *cache, const mpsnorm_inorm_params *params,
-                              const mpsnorm_tensor *dy, const mpsnorm_tensor *x,
-                              const mpsnorm_tensor *out, const mpsnorm_vector *dgamma,
-                              const mpsnorm_vector *dbeta, int may_fall_back, char *message,
-                              size_t size, int *notice)
+int mpsnorm_metal_route_instance_norm(mpsnorm_metal_cache *cache,
+                                      const mpsnorm_inorm_params *params,
+                                      const mpsnorm_checked *dy, const mpsnorm_checked *x,
+                                      const mpsnorm_checked *out, const mpsnorm_checked *dgamma,
+                                      const mpsnorm_checked *dbeta, int may_fall_back,
+                                      char *message, size_t size, int *notice)
 {
+    assert(x->tensor != NULL && x->count > 0 && out->tensor != NULL && out->count == x->count);
+    assert(dy == NULL || (dy->tensor != NULL && dy->count == x->count));
+    assert(dgamma == NULL || dgamma->vector != NULL);
+    assert(dbeta == NULL || dbeta->vector != NULL);
     *notice = 0;
-    int status = mpsnorm_metal_supports_inorm(params, x, message, size);
+    int status = mpsnorm_metal_supports_inorm(params, x->tensor, message, size);
     if (status != MPSNORM_OK)
         return status;
-    route_call call = {dy != NULL ? INORM_GRADIENT : INORM_FORWARD, cache, NULL, params,
-                       dy != NULL ? dy : x, dy != NULL ? x : NULL, out,
-                       dy != NULL ? dgamma : NULL, dy != NULL ? dbeta : NULL,
-                       may_fall_back, notice};
+    const int gradient = dy != NULL;
+    route_call call = {gradient ? INORM_GRADIENT : INORM_FORWARD, cache, NULL, params,
+                       gradient ? dy->tensor : x->tensor, gradient ? x->tensor : NULL,
+                       out->tensor, gradient && dgamma != NULL ? dgamma->vector : NULL,
+                       gradient && dbeta != NULL ? dbeta->vector : NULL, may_fall_back, notice};
     return route(&call, message, size);
 }

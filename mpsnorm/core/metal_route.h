@@ -21,7 +21,8 @@ int mpsnorm_metal_supports_inorm(const mpsnorm_inorm_params *params, const mpsno
                                  char *message, size_t size);
 
 /*
- * Run a validated, non-empty call on Metal. dy is NULL for the forward.
+ * Run a validated, non-empty call on Metal, its arguments as validate.c
+ * checked them. dy is NULL for the forward; dgamma / dbeta may be NULL.
  * Returns MPSNORM_ERR_UNSUPPORTED (nothing written) when the capability
  * check or the class's self-check verdict (metal_selfcheck.h) refuses the
  * case, so the dispatcher may fall back to the CPU when may_fall_back is set;
@@ -29,13 +30,14 @@ int mpsnorm_metal_supports_inorm(const mpsnorm_inorm_params *params, const mpsno
  * failed its self-check on this call), to keep after the CPU has run it.
  */
 int mpsnorm_metal_route_lcn(mpsnorm_metal_cache *cache, const mpsnorm_lcn_params *params,
-                            const mpsnorm_tensor *dy, const mpsnorm_tensor *x,
-                            const mpsnorm_tensor *out, int may_fall_back, char *message,
+                            const mpsnorm_checked *dy, const mpsnorm_checked *x,
+                            const mpsnorm_checked *out, int may_fall_back, char *message,
                             size_t size, int *notice);
-int mpsnorm_metal_route_inorm(mpsnorm_metal_cache *cache, const mpsnorm_inorm_params *params,
-                              const mpsnorm_tensor *dy, const mpsnorm_tensor *x,
-                              const mpsnorm_tensor *out, const mpsnorm_vector *dgamma,
-                              const mpsnorm_vector *dbeta, int may_fall_back, char *message,
-                              size_t size, int *notice);
+int mpsnorm_metal_route_instance_norm(mpsnorm_metal_cache *cache,
+                                      const mpsnorm_inorm_params *params,
+                                      const mpsnorm_checked *dy, const mpsnorm_checked *x,
+                                      const mpsnorm_checked *out, const mpsnorm_checked *dgamma,
+                                      const mpsnorm_checked *dbeta, int may_fall_back,
+                                      char *message, size_t size, int *notice);
 
 #endif /* MPSNORM_CORE_METAL_ROUTE_H */

@@ -239,20 +239,32 @@ static mpsnorm_tensor describe_tensor(const sample *s, int nhwc, void *data, int
     return t;
 }
 
-/* The CPU backend in float64 on the rounded inputs. */
+/* The CPU backend in float64 on the rounded inputs (well-formed by construction:
+ * the descriptors are checked only to describe them as the backend expects). */
 static int reference(const mpsnorm_metal_class *cls, const mpsnorm_lcn_params *lcn,
                      const mpsnorm_inorm_params *inorm, sample *s)
 {
-    mpsnorm_tensor x = describe_tensor(s, cls->nhwc, s->x64, MPSNORM_FLOAT64);
-    mpsnorm_tensor dy = describe_tensor(s, cls->nhwc, s->dy64, MPSNORM_FLOAT64);
-    mpsnorm_tensor out = describe_tensor(s, cls->nhwc, s->out64, MPSNORM_FLOAT64);
-    mpsnorm_vector dgamma = {s->dgamma64, MPSNORM_FLOAT64, s->c, 1};
-    mpsnorm_vector dbeta = {s->dbeta64, MPSNORM_FLOAT64, s->c, 1};
+    const mpsnorm_tensor x = describe_tensor(s, cls->nhwc, s->x64, MPSNORM_FLOAT64);
+    const mpsnorm_tensor dy = describe_tensor(s, cls->nhwc, s->dy64, MPSNORM_FLOAT64);
+    const mpsnorm_tensor out = describe_tensor(s, cls->nhwc, s->out64, MPSNORM_FLOAT64);
+    const mpsnorm_vector dgamma = {s->dgamma64, MPSNORM_FLOAT64, s->c, 1};
+    const mpsnorm_vector dbeta = {s->dbeta64, MPSNORM_FLOAT64, s->c, 1};
+    mpsnorm_checked cx, cdy, cout, cdgamma, cdbeta;
+    char ignored[MPSNORM_MESSAGE_SIZE];
+    mpsnorm_check_tensor(&cx, &x, "x", 0, ignored, sizeof ignored);
+    mpsnorm_check_tensor(&cout, &out, "out", 1, ignored, sizeof ignored);
+    if (s->dy64 != NULL)
+        mpsnorm_check_tensor(&cdy, &dy, "dy", 0, ignored, sizeof ignored);
     switch (cls->kernel) {
-    case MPSNORM_KERNEL_LCN_FORWARD: return mpsnorm_cpu_lcn_forward(lcn, &x, &out);
-    case MPSNORM_KERNEL_LCN_GRADIENT: return mpsnorm_cpu_lcn_gradient(lcn, &dy, &x, &out);
-    case MPSNORM_KERNEL_INORM_FORWARD: return mpsnorm_cpu_inorm_forward(inorm, &x, &out);
-    default: return mpsnorm_cpu_inorm_gradient(inorm, &dy, &x, &out, &dgamma, &dbeta);
+    case MPSNORM_KERNEL_LCN_FORWARD: return mpsnorm_cpu_lcn_forward(lcn, &cx, &cout);
+    case MPSNORM_KERNEL_LCN_GRADIENT: return mpsnorm_cpu_lcn_gradient(lcn, &cdy, &cx, &cout);
+    case MPSNORM_KERNEL_INORM_FORWARD: return mpsnorm_cpu_instance_norm_forward(inorm, &cx, &cout);
+    default:
+        mpsnorm_check_output_vector(&cdgamma, &dgamma, "dgamma", s->c, MPSNORM_FLOAT64, ignored,
+                                    sizeof ignored);
+        mpsnorm_check_output_vector(&cdbeta, &dbeta, "dbeta", s->c, MPSNORM_FLOAT64, ignored,
+                                    sizeof ignored);
+        return mpsnorm_cpu_instance_norm_gradient(inorm, &cdy, &cx, &cout, &cdgamma, &cdbeta);
     }
 }
 

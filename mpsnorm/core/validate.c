@@ -62,7 +62,8 @@ static int check_channel_values(const float *values, const char *name, int64_t c
     return MPSNORM_OK;
 }
 
-int mpsnorm_check_inorm_params(const mpsnorm_inorm_params *params, char *message, size_t size)
+int mpsnorm_check_instance_norm_params(const mpsnorm_inorm_params *params, char *message,
+                                       size_t size)
 {
     if (params == NULL)
         return mpsnorm_fail(MPSNORM_ERR_NULL_POINTER, message, size, "params is NULL");
@@ -86,8 +87,8 @@ int mpsnorm_lcn_params_check(const mpsnorm_lcn_params *params, mpsnorm_report *r
 
 int mpsnorm_inorm_params_check(const mpsnorm_inorm_params *params, mpsnorm_report *report)
 {
-    return mpsnorm_check_inorm_params(params, report ? report->message : NULL,
-                                      report ? sizeof report->message : 0);
+    return mpsnorm_check_instance_norm_params(params, report ? report->message : NULL,
+                                              report ? sizeof report->message : 0);
 }
 
 int64_t mpsnorm_tensor_count(const mpsnorm_tensor *tensor)
@@ -132,46 +133,12 @@ static int offset_bounds(const mpsnorm_tensor *tensor, size_t item, uint64_t *be
     return 1;
 }
 
-int mpsnorm_check_tensor(const mpsnorm_tensor *tensor, const char *name, char *message, size_t size)
+/* Sufficient condition for distinct addresses: taken by increasing |stride|,
+ * each axis steps past everything the smaller axes reach. Runs on a tensor
+ * whose offsets passed offset_bounds, so the reach cannot overflow. */
+static int check_distinct(const mpsnorm_tensor *tensor, const char *name, char *message,
+                          size_t size)
 {
-    if (tensor == NULL)
-        return mpsnorm_fail(MPSNORM_ERR_NULL_POINTER, message, size, "%s is NULL", name);
-    size_t item = mpsnorm_dtype_size(tensor->dtype);
-    if (item == 0)
-        return mpsnorm_fail(MPSNORM_ERR_BAD_DTYPE, message, size, "%s has unknown dtype %d", name,
-                            (int)tensor->dtype);
-    int64_t count = 1;
-    for (int axis = 0; axis < 4; axis++) {
-        int64_t extent = tensor->shape[axis];
-        if (extent < 0)
-            return mpsnorm_fail(MPSNORM_ERR_BAD_SHAPE, message, size,
-                                "%s has negative size %lld on axis %d", name, (long long)extent, axis);
-        if (!mpsnorm_mul_nonneg_i64(count, extent, &count))
-            return mpsnorm_fail(MPSNORM_ERR_BAD_SHAPE, message, size,
-                                "%s has more elements than fit in 64 bits", name);
-    }
-    if (count == 0)
-        return MPSNORM_OK;
-    if (tensor->data == NULL)
-        return mpsnorm_fail(MPSNORM_ERR_NULL_POINTER, message, size, "%s data is NULL", name);
-    if ((uintptr_t)tensor->data % item != 0)
-        return mpsnorm_fail(MPSNORM_ERR_BAD_LAYOUT, message, size,
-                            "%s data is not aligned to its %zu-byte elements", name, item);
-    uint64_t below, above;
-    if (!offset_bounds(tensor, item, &below, &above))
-        return mpsnorm_fail(MPSNORM_ERR_BAD_LAYOUT, message, size,
-                            "%s strides reach outside the address space", name);
-    return MPSNORM_OK;
-}
-
-int mpsnorm_check_output_tensor(const mpsnorm_tensor *tensor, const char *name, char *message,
-                                size_t size)
-{
-    int status = mpsnorm_check_tensor(tensor, name, message, size);
-    if (status != MPSNORM_OK || mpsnorm_tensor_count(tensor) == 0)
-        return status;
-    /* Sufficient condition for distinct addresses: taken by increasing |stride|,
-     * each axis steps past everything the smaller axes reach. */
     int order[4], used = 0;
     for (int axis = 0; axis < 4; axis++)
         if (tensor->shape[axis] > 1)
@@ -183,7 +150,7 @@ int mpsnorm_check_output_tensor(const mpsnorm_tensor *tensor, const char *name, 
             order[j] = order[j - 1];
             order[j - 1] = swap;
         }
-    uint64_t reach = 0; /* bounded by offset_bounds, so no overflow */
+    uint64_t reach = 0;
     for (int i = 0; i < used; i++) {
         int axis = order[i];
         uint64_t stride = magnitude(tensor->strides[axis]);
@@ -196,29 +163,71 @@ int mpsnorm_check_output_tensor(const mpsnorm_tensor *tensor, const char *name, 
     return MPSNORM_OK;
 }
 
-int mpsnorm_check_same_shape(const mpsnorm_tensor *a, const char *name_a, const mpsnorm_tensor *b,
-                             const char *name_b, char *message, size_t size)
+/* The checks of mpsnorm_check_tensor on `tensor`, which is checked->tensor or
+ * a vector seen as a (length, 1, 1, 1) tensor. */
+static int check_layout(mpsnorm_checked *checked, const mpsnorm_tensor *tensor, int output,
+                        char *message, size_t size)
 {
-    for (int axis = 0; axis < 4; axis++)
-        if (a->shape[axis] != b->shape[axis])
+    const char *name = checked->name;
+    checked->item = mpsnorm_dtype_size(tensor->dtype);
+    if (checked->item == 0)
+        return mpsnorm_fail(MPSNORM_ERR_BAD_DTYPE, message, size, "%s has unknown dtype %d", name,
+                            (int)tensor->dtype);
+    int64_t count = 1;
+    for (int axis = 0; axis < 4; axis++) {
+        int64_t extent = tensor->shape[axis];
+        if (extent < 0)
             return mpsnorm_fail(MPSNORM_ERR_BAD_SHAPE, message, size,
-                                "%s has shape (%lld, %lld, %lld, %lld) but %s has shape "
-                                "(%lld, %lld, %lld, %lld)",
-                                name_b, (long long)b->shape[0], (long long)b->shape[1],
-                                (long long)b->shape[2], (long long)b->shape[3], name_a,
-                                (long long)a->shape[0], (long long)a->shape[1],
-                                (long long)a->shape[2], (long long)a->shape[3]);
-    if (a->dtype != b->dtype)
-        return mpsnorm_fail(MPSNORM_ERR_BAD_DTYPE, message, size, "%s is %s but %s is %s", name_b,
-                            dtype_name(b->dtype), name_a, dtype_name(a->dtype));
-    return MPSNORM_OK;
+                                "%s has negative size %lld on axis %d", name, (long long)extent, axis);
+        if (!mpsnorm_mul_nonneg_i64(count, extent, &count))
+            return mpsnorm_fail(MPSNORM_ERR_BAD_SHAPE, message, size,
+                                "%s has more elements than fit in 64 bits", name);
+    }
+    checked->count = count;
+    if (count == 0)
+        return MPSNORM_OK;
+    if (tensor->data == NULL)
+        return mpsnorm_fail(MPSNORM_ERR_NULL_POINTER, message, size, "%s data is NULL", name);
+    if ((uintptr_t)tensor->data % checked->item != 0)
+        return mpsnorm_fail(MPSNORM_ERR_BAD_LAYOUT, message, size,
+                            "%s data is not aligned to its %zu-byte elements", name, checked->item);
+    uint64_t below, above;
+    if (!offset_bounds(tensor, checked->item, &below, &above))
+        return mpsnorm_fail(MPSNORM_ERR_BAD_LAYOUT, message, size,
+                            "%s strides reach outside the address space", name);
+    checked->low = (const char *)tensor->data - below * checked->item;
+    checked->high = (const char *)tensor->data + (above + 1) * checked->item;
+    return output ? check_distinct(tensor, name, message, size) : MPSNORM_OK;
 }
 
-int mpsnorm_check_output_vector(const mpsnorm_vector *vector, const char *name, int64_t length,
-                                int dtype, char *message, size_t size)
+static void clear(mpsnorm_checked *checked, const char *name)
 {
+    checked->name = name;
+    checked->tensor = NULL;
+    checked->vector = NULL;
+    checked->item = 0;
+    checked->count = 0;
+    checked->low = checked->high = NULL;
+}
+
+int mpsnorm_check_tensor(mpsnorm_checked *checked, const mpsnorm_tensor *tensor, const char *name,
+                         int output, char *message, size_t size)
+{
+    clear(checked, name);
+    if (tensor == NULL)
+        return mpsnorm_fail(MPSNORM_ERR_NULL_POINTER, message, size, "%s is NULL", name);
+    checked->tensor = tensor;
+    return check_layout(checked, tensor, output, message, size);
+}
+
+int mpsnorm_check_output_vector(mpsnorm_checked *checked, const mpsnorm_vector *vector,
+                                const char *name, int64_t length, int dtype, char *message,
+                                size_t size)
+{
+    clear(checked, name);
     if (vector == NULL)
         return mpsnorm_fail(MPSNORM_ERR_NULL_POINTER, message, size, "%s is NULL", name);
+    checked->vector = vector;
     if (vector->dtype != dtype)
         return mpsnorm_fail(MPSNORM_ERR_BAD_DTYPE, message, size, "%s must be %s, got %s", name,
                             dtype_name(dtype), dtype_name(vector->dtype));
@@ -226,37 +235,37 @@ int mpsnorm_check_output_vector(const mpsnorm_vector *vector, const char *name, 
         return mpsnorm_fail(MPSNORM_ERR_BAD_SHAPE, message, size,
                             "%s must have length %lld, got %lld", name, (long long)length,
                             (long long)vector->length);
-    mpsnorm_tensor as_tensor = {vector->data, vector->dtype, {length, 1, 1, 1}, {vector->stride, 1, 1, 1}};
-    return mpsnorm_check_output_tensor(&as_tensor, name, message, size);
+    const mpsnorm_tensor as_tensor = {vector->data, vector->dtype, {length, 1, 1, 1},
+                                      {vector->stride, 1, 1, 1}};
+    return check_layout(checked, &as_tensor, 1, message, size);
 }
 
-void mpsnorm_tensor_span(const mpsnorm_tensor *tensor, const char **low, const char **high)
+int mpsnorm_check_same_shape(const mpsnorm_checked *a, const mpsnorm_checked *b, char *message,
+                             size_t size)
 {
-    size_t item = mpsnorm_dtype_size(tensor->dtype);
-    uint64_t below, above;
-    const char *base = (const char *)tensor->data;
-    if (mpsnorm_tensor_count(tensor) == 0 || !offset_bounds(tensor, item, &below, &above)) {
-        *low = *high = NULL;
-        return;
-    }
-    *low = base - below * item;
-    *high = base + (above + 1) * item;
+    const mpsnorm_tensor *ta = a->tensor, *tb = b->tensor;
+    for (int axis = 0; axis < 4; axis++)
+        if (ta->shape[axis] != tb->shape[axis])
+            return mpsnorm_fail(MPSNORM_ERR_BAD_SHAPE, message, size,
+                                "%s has shape (%lld, %lld, %lld, %lld) but %s has shape "
+                                "(%lld, %lld, %lld, %lld)",
+                                b->name, (long long)tb->shape[0], (long long)tb->shape[1],
+                                (long long)tb->shape[2], (long long)tb->shape[3], a->name,
+                                (long long)ta->shape[0], (long long)ta->shape[1],
+                                (long long)ta->shape[2], (long long)ta->shape[3]);
+    if (ta->dtype != tb->dtype)
+        return mpsnorm_fail(MPSNORM_ERR_BAD_DTYPE, message, size, "%s is %s but %s is %s", b->name,
+                            dtype_name(tb->dtype), a->name, dtype_name(ta->dtype));
+    return MPSNORM_OK;
 }
 
-void mpsnorm_vector_span(const mpsnorm_vector *vector, const char **low, const char **high)
+int mpsnorm_check_disjoint(const mpsnorm_checked *a, const mpsnorm_checked *b, char *message,
+                           size_t size)
 {
-    mpsnorm_tensor as_tensor = {vector->data, vector->dtype, {vector->length, 1, 1, 1}, {vector->stride, 1, 1, 1}};
-    mpsnorm_tensor_span(&as_tensor, low, high);
-}
-
-int mpsnorm_check_disjoint(const char *low_a, const char *high_a, const char *name_a,
-                           const char *low_b, const char *high_b, const char *name_b,
-                           char *message, size_t size)
-{
-    if (low_a == high_a || low_b == high_b)
+    if (a->low == a->high || b->low == b->high)
         return MPSNORM_OK;
-    if (low_a < high_b && low_b < high_a)
-        return mpsnorm_fail(MPSNORM_ERR_OVERLAP, message, size, "%s overlaps %s in memory", name_a,
-                            name_b);
+    if (a->low < b->high && b->low < a->high)
+        return mpsnorm_fail(MPSNORM_ERR_OVERLAP, message, size, "%s overlaps %s in memory", a->name,
+                            b->name);
     return MPSNORM_OK;
 }

@@ -23,6 +23,7 @@
  * round over all bands of all planes in parallel. Both add the band sums of
  * a plane in band order, so the result is the same bits for any thread count.
  */
+#include <assert.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -344,15 +345,22 @@ static int inorm_main(const mpsnorm_inorm_params *params, const mpsnorm_tensor *
     return MPSNORM_OK;
 }
 
-int mpsnorm_cpu_inorm_forward(const mpsnorm_inorm_params *params, const mpsnorm_tensor *x,
-                              const mpsnorm_tensor *y)
+int mpsnorm_cpu_instance_norm_forward(const mpsnorm_inorm_params *params,
+                                      const mpsnorm_checked *x, const mpsnorm_checked *y)
 {
-    return inorm_main(params, NULL, x, y, NULL, NULL);
+    assert(x->tensor != NULL && x->count > 0 && y->tensor != NULL && y->count == x->count);
+    return inorm_main(params, NULL, x->tensor, y->tensor, NULL, NULL);
 }
 
-int mpsnorm_cpu_inorm_gradient(const mpsnorm_inorm_params *params, const mpsnorm_tensor *dy,
-                               const mpsnorm_tensor *x, const mpsnorm_tensor *dx,
-                               const mpsnorm_vector *dgamma, const mpsnorm_vector *dbeta)
+int mpsnorm_cpu_instance_norm_gradient(const mpsnorm_inorm_params *params,
+                                       const mpsnorm_checked *dy, const mpsnorm_checked *x,
+                                       const mpsnorm_checked *dx, const mpsnorm_checked *dgamma,
+                                       const mpsnorm_checked *dbeta)
 {
-    return inorm_main(params, dy, x, dx, dgamma, dbeta);
+    assert(x->tensor != NULL && x->count > 0 && dx->tensor != NULL && dx->count == x->count);
+    assert(dy->tensor != NULL && dy->count == x->count);
+    assert(dgamma == NULL || (dgamma->vector != NULL && dgamma->count == x->tensor->shape[1]));
+    assert(dbeta == NULL || (dbeta->vector != NULL && dbeta->count == x->tensor->shape[1]));
+    return inorm_main(params, dy->tensor, x->tensor, dx->tensor,
+                      dgamma != NULL ? dgamma->vector : NULL, dbeta != NULL ? dbeta->vector : NULL);
 }

@@ -14,6 +14,7 @@
  * (window sums anchored to the plane), so results are bitwise identical for
  * any thread count and either memory order.
  */
+#include <assert.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -362,14 +363,17 @@ static int lcn_main(const mpsnorm_lcn_params *params, const mpsnorm_tensor *dy,
     return MPSNORM_OK;
 }
 
-int mpsnorm_cpu_lcn_forward(const mpsnorm_lcn_params *params, const mpsnorm_tensor *x,
-                            const mpsnorm_tensor *y)
+int mpsnorm_cpu_lcn_forward(const mpsnorm_lcn_params *params, const mpsnorm_checked *x,
+                            const mpsnorm_checked *y)
 {
-    return lcn_main(params, NULL, x, y);
+    assert(x->tensor != NULL && x->count > 0 && y->tensor != NULL && y->count == x->count);
+    return lcn_main(params, NULL, x->tensor, y->tensor);
 }
 
-int mpsnorm_cpu_lcn_gradient(const mpsnorm_lcn_params *params, const mpsnorm_tensor *dy,
-                             const mpsnorm_tensor *x, const mpsnorm_tensor *dx)
+int mpsnorm_cpu_lcn_gradient(const mpsnorm_lcn_params *params, const mpsnorm_checked *dy,
+                             const mpsnorm_checked *x, const mpsnorm_checked *dx)
 {
-    return lcn_main(params, dy, x, dx);
+    assert(x->tensor != NULL && x->count > 0 && dx->tensor != NULL && dx->count == x->count);
+    assert(dy->tensor != NULL && dy->count == x->count);
+    return lcn_main(params, dy->tensor, x->tensor, dx->tensor);
 }

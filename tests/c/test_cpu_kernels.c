@@ -52,6 +52,64 @@ static void check(int ok, const char *format, ...)
         ++g_failed;
 }
 
+/* ------------------------------------------------------------------------ */
+/* The backend's entry points take the descriptors the dispatcher's checks   */
+/* fill (validate.c, not linked here): these fill them for a tensor or       */
+/* vector that the test knows to be valid, and call the entry points.        */
+
+static mpsnorm_checked checked_of(const mpsnorm_tensor *tensor, const mpsnorm_vector *vector)
+{
+    mpsnorm_checked checked;
+    int dtype = tensor != NULL ? tensor->dtype : vector->dtype;
+    memset(&checked, 0, sizeof checked);
+    checked.name = "argument";
+    checked.tensor = tensor;
+    checked.vector = vector;
+    checked.item = dtype == MPSNORM_FLOAT64 ? 8 : dtype == MPSNORM_FLOAT32 ? 4 : 2;
+    checked.count = tensor != NULL
+                        ? tensor->shape[0] * tensor->shape[1] * tensor->shape[2] * tensor->shape[3]
+                        : vector->length;
+    return checked;
+}
+
+static int cpu_lcn_forward(const mpsnorm_lcn_params *params, const mpsnorm_tensor *x,
+                           const mpsnorm_tensor *y)
+{
+    mpsnorm_checked cx = checked_of(x, NULL), cy = checked_of(y, NULL);
+    return mpsnorm_cpu_lcn_forward(params, &cx, &cy);
+}
+
+static int cpu_lcn_gradient(const mpsnorm_lcn_params *params, const mpsnorm_tensor *dy,
+                            const mpsnorm_tensor *x, const mpsnorm_tensor *dx)
+{
+    mpsnorm_checked cdy = checked_of(dy, NULL), cx = checked_of(x, NULL);
+    mpsnorm_checked cdx = checked_of(dx, NULL);
+    return mpsnorm_cpu_lcn_gradient(params, &cdy, &cx, &cdx);
+}
+
+static int cpu_instance_norm_forward(const mpsnorm_inorm_params *params,
+                                     const mpsnorm_tensor *x, const mpsnorm_tensor *y)
+{
+    mpsnorm_checked cx = checked_of(x, NULL), cy = checked_of(y, NULL);
+    return mpsnorm_cpu_instance_norm_forward(params, &cx, &cy);
+}
+
+static int cpu_instance_norm_gradient(const mpsnorm_inorm_params *params,
+                                      const mpsnorm_tensor *dy, const mpsnorm_tensor *x,
+                                      const mpsnorm_tensor *dx, const mpsnorm_vector *dgamma,
+                                      const mpsnorm_vector *dbeta)
+{
+    mpsnorm_checked cdy = checked_of(dy, NULL), cx = checked_of(x, NULL);
+    mpsnorm_checked cdx = checked_of(dx, NULL), cdgamma, cdbeta;
+    if (dgamma != NULL)
+        cdgamma = checked_of(NULL, dgamma);
+    if (dbeta != NULL)
+        cdbeta = checked_of(NULL, dbeta);
+    return mpsnorm_cpu_instance_norm_gradient(params, &cdy, &cx, &cdx,
+                                              dgamma != NULL ? &cdgamma : NULL,
+                                              dbeta != NULL ? &cdbeta : NULL);
+}
+
 static void *xmalloc(size_t bytes)
 {
     void *p = calloc(bytes != 0 ? bytes : 1, 1);
@@ -632,10 +690,10 @@ static int run_lcn(const lcn_case *lc, const double *x, const double *dy, double
         tt_make(&tdy, lc->dtype, lc->shape, lc->ldy);
         tt_fill(&tdy, dy);
         tt_read(&tdy, dyr);
-        status = mpsnorm_cpu_lcn_gradient(&lc->params, &tdy.t, &tx.t, &tout.t);
+        status = cpu_lcn_gradient(&lc->params, &tdy.t, &tx.t, &tout.t);
         tt_free(&tdy);
     } else {
-        status = mpsnorm_cpu_lcn_forward(&lc->params, &tx.t, &tout.t);
+        status = cpu_lcn_forward(&lc->params, &tx.t, &tout.t);
     }
     tt_read(&tout, out);
     *gaps_ok = tt_gaps_untouched(&tout);
@@ -679,7 +737,7 @@ static int run_inorm(const inorm_case *ic, const double *x, const double *dy, do
         tt_read(&tdy, dyr);
         tv_make(&vg, vdtype, channels, ic->vector_stride);
         tv_make(&vb, vdtype, channels, -ic->vector_stride);
-        status = mpsnorm_cpu_inorm_gradient(&params, &tdy.t, &tx.t, &tout.t,
+        status = cpu_instance_norm_gradient(&params, &tdy.t, &tx.t, &tout.t,
                                             ic->want_dgamma ? &vg.v : NULL,
                                             ic->want_dbeta ? &vb.v : NULL);
         for (c = 0; c < channels; ++c) {
@@ -692,7 +750,7 @@ static int run_inorm(const inorm_case *ic, const double *x, const double *dy, do
         free(vb.alloc);
         tt_free(&tdy);
     } else {
-        status = mpsnorm_cpu_inorm_forward(&params, &tx.t, &tout.t);
+        status = cpu_instance_norm_forward(&params, &tx.t, &tout.t);
     }
     tt_read(&tout, out);
     *gaps_ok = tt_gaps_untouched(&tout);
@@ -1389,16 +1447,16 @@ static void run_all_kernels(int dtype, const int64_t shape[4], const double *x, 
         memset(tout.alloc, SENTINEL, tout.bytes);
         switch (k) {
         case 0:
-            status |= mpsnorm_cpu_lcn_forward(&lp, &tx.t, &tout.t);
+            status |= cpu_lcn_forward(&lp, &tx.t, &tout.t);
             break;
         case 1:
-            status |= mpsnorm_cpu_lcn_gradient(&lp, &tdy.t, &tx.t, &tout.t);
+            status |= cpu_lcn_gradient(&lp, &tdy.t, &tx.t, &tout.t);
             break;
         case 2:
-            status |= mpsnorm_cpu_inorm_forward(&ip, &tx.t, &tout.t);
+            status |= cpu_instance_norm_forward(&ip, &tx.t, &tout.t);
             break;
         default:
-            status |= mpsnorm_cpu_inorm_gradient(&ip, &tdy.t, &tx.t, &tout.t, &vg.v, &vb.v);
+            status |= cpu_instance_norm_gradient(&ip, &tdy.t, &tx.t, &tout.t, &vg.v, &vb.v);
             break;
         }
         rb->out[k] = (unsigned char *)xmalloc(tout.bytes);
@@ -1685,10 +1743,10 @@ static void test_out_of_memory(void)
     ip.num_channels = 1;
     ip.gamma = ip.beta = NULL;
     ip.epsilon = 1e-5f;
-    s1 = mpsnorm_cpu_lcn_forward(&lp, &x, &y);
-    s2 = mpsnorm_cpu_lcn_gradient(&lp, &dy, &x, &y);
-    s3 = mpsnorm_cpu_inorm_forward(&ip, &x, &y);
-    s4 = mpsnorm_cpu_inorm_gradient(&ip, &dy, &x, &y, &vg, &vg);
+    s1 = cpu_lcn_forward(&lp, &x, &y);
+    s2 = cpu_lcn_gradient(&lp, &dy, &x, &y);
+    s3 = cpu_instance_norm_forward(&ip, &x, &y);
+    s4 = cpu_instance_norm_gradient(&ip, &dy, &x, &y, &vg, &vg);
     check(s1 == MPSNORM_ERR_OUT_OF_MEMORY && s2 == MPSNORM_ERR_OUT_OF_MEMORY &&
               s3 == MPSNORM_ERR_OUT_OF_MEMORY && s4 == MPSNORM_ERR_OUT_OF_MEMORY &&
               sink[0] == 7.0 && sink[3] == 7.0 && vdata[0] == 5.0f,

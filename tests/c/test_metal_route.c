@@ -31,6 +31,7 @@
 #include "metal_route.h"
 #include "metal_selfcheck.h"
 #include "mpsnorm.h"
+#include "validate.h"
 
 /* ---- a tiny test harness ------------------------------------------------- */
 
@@ -45,6 +46,55 @@ static int checks_failed_in_test;
             fprintf(stderr, "\n");                                                \
         }                                                                         \
     } while (0)
+
+/* ---- the route's entry points, on descriptors checked as the dispatcher does */
+
+/* The route of an engine that may fall back to the CPU (may_fall_back = 1), or not,
+ * and whether the route's message is a notice for the user. */
+static int may_fall_back = 1, notice;
+
+/* Checked as an input: tests hand the route outputs that an output check
+ * would refuse (zero strides), to reach its own failure paths. */
+static mpsnorm_checked checked_tensor(const mpsnorm_tensor *tensor, const char *name)
+{
+    mpsnorm_checked checked;
+    char ignored[MPSNORM_MESSAGE_SIZE];
+    mpsnorm_check_tensor(&checked, tensor, name, 0, ignored, sizeof ignored);
+    return checked;
+}
+
+static int route_lcn(mpsnorm_metal_cache *cache, const mpsnorm_lcn_params *params,
+                     const mpsnorm_tensor *dy, const mpsnorm_tensor *x, const mpsnorm_tensor *out,
+                     char *message, size_t size)
+{
+    mpsnorm_checked cdy, cx = checked_tensor(x, "x"), cout = checked_tensor(out, "out");
+    if (dy != NULL)
+        cdy = checked_tensor(dy, "dy");
+    return mpsnorm_metal_route_lcn(cache, params, dy != NULL ? &cdy : NULL, &cx, &cout,
+                                   may_fall_back, message, size, &notice);
+}
+
+static int route_instance_norm(mpsnorm_metal_cache *cache, const mpsnorm_inorm_params *params,
+                               const mpsnorm_tensor *dy, const mpsnorm_tensor *x,
+                               const mpsnorm_tensor *out, const mpsnorm_vector *dgamma,
+                               const mpsnorm_vector *dbeta, char *message, size_t size)
+{
+    mpsnorm_checked cdy, cx = checked_tensor(x, "x"), cout = checked_tensor(out, "out");
+    mpsnorm_checked cdgamma, cdbeta;
+    char ignored[MPSNORM_MESSAGE_SIZE];
+    if (dy != NULL)
+        cdy = checked_tensor(dy, "dy");
+    if (dgamma != NULL)
+        mpsnorm_check_output_vector(&cdgamma, dgamma, "dgamma", dgamma->length, dgamma->dtype,
+                                    ignored, sizeof ignored);
+    if (dbeta != NULL)
+        mpsnorm_check_output_vector(&cdbeta, dbeta, "dbeta", dbeta->length, dbeta->dtype, ignored,
+                                    sizeof ignored);
+    return mpsnorm_metal_route_instance_norm(cache, params, dy != NULL ? &cdy : NULL, &cx, &cout,
+                                             dgamma != NULL ? &cdgamma : NULL,
+                                             dbeta != NULL ? &cdbeta : NULL, may_fall_back,
+                                             message, size, &notice);
+}
 
 /* ---- the fake backend ---------------------------------------------------- */
 
@@ -213,17 +263,20 @@ static int compute(enum fake_kind kind, const void *params, const mpsnorm_metal_
         mpsnorm_tensor x = batch_tensor(b, kind == FAKE_LCN_FORWARD ? b->primary : b->secondary,
                                         mirrored);
         mpsnorm_tensor out = batch_tensor(b, b->destination, mirrored);
+        mpsnorm_checked cx = checked_tensor(&x, "x"), cout = checked_tensor(&out, "out");
         if (kind == FAKE_LCN_FORWARD)
-            return mpsnorm_cpu_lcn_forward(&p, &x, &out);
+            return mpsnorm_cpu_lcn_forward(&p, &cx, &cout);
         mpsnorm_tensor dy = batch_tensor(b, b->primary, mirrored);
+        mpsnorm_checked cdy = checked_tensor(&dy, "dy");
         if (fake.answer == ANSWER_NO_ALPHA_GRADIENT)
             p.alpha = 0.0f;
-        return mpsnorm_cpu_lcn_gradient(&p, &dy, &x, &out);
+        return mpsnorm_cpu_lcn_gradient(&p, &cdy, &cx, &cout);
     }
     const mpsnorm_inorm_params *p = params;
     if (kind == FAKE_INORM_FORWARD) {
         mpsnorm_tensor x = batch_tensor(b, b->primary, 0), y = batch_tensor(b, b->destination, 0);
-        return mpsnorm_cpu_inorm_forward(p, &x, &y);
+        mpsnorm_checked cx = checked_tensor(&x, "x"), cy = checked_tensor(&y, "y");
+        return mpsnorm_cpu_instance_norm_forward(p, &cx, &cy);
     }
     /* one image at a time: MPS keeps each image's gamma/beta gradients */
     size_t image = (size_t)(b->c * b->h * b->w) * item_size(b->dtype);
@@ -235,7 +288,14 @@ static int compute(enum fake_kind kind, const void *params, const mpsnorm_metal_
         mpsnorm_tensor dx = batch_tensor(&one, (char *)b->destination + n * image, 0);
         mpsnorm_vector dgamma = {dgamma_per_image + n * b->c, MPSNORM_FLOAT32, b->c, 1};
         mpsnorm_vector dbeta = {dbeta_per_image + n * b->c, MPSNORM_FLOAT32, b->c, 1};
-        int status = mpsnorm_cpu_inorm_gradient(p, &dy, &x, &dx, &dgamma, &dbeta);
+        mpsnorm_checked cdy = checked_tensor(&dy, "dy"), cx = checked_tensor(&x, "x");
+        mpsnorm_checked cdx = checked_tensor(&dx, "dx"), cdgamma, cdbeta;
+        char ignored[MPSNORM_MESSAGE_SIZE];
+        mpsnorm_check_output_vector(&cdgamma, &dgamma, "dgamma", b->c, MPSNORM_FLOAT32, ignored,
+                                    sizeof ignored);
+        mpsnorm_check_output_vector(&cdbeta, &dbeta, "dbeta", b->c, MPSNORM_FLOAT32, ignored,
+                                    sizeof ignored);
+        int status = mpsnorm_cpu_instance_norm_gradient(p, &cdy, &cx, &cdx, &cdgamma, &cdbeta);
         if (status != MPSNORM_OK)
             return status;
     }
@@ -250,24 +310,6 @@ void mpsnorm_metal_cache_free(mpsnorm_metal_cache *cache) { (void)cache; }
 /* A stand-in engine cache: the route only passes the pointer on. */
 static mpsnorm_metal_cache *const CACHE = (mpsnorm_metal_cache *)&fake;
 
-/* The route of an engine that may fall back to the CPU (may_fall_back = 1), or not. */
-static int may_fall_back = 1, notice;
-
-static int route_lcn(mpsnorm_metal_cache *cache, const mpsnorm_lcn_params *p,
-                     const mpsnorm_tensor *dy, const mpsnorm_tensor *x, const mpsnorm_tensor *out,
-                     char *message, size_t size)
-{
-    return mpsnorm_metal_route_lcn(cache, p, dy, x, out, may_fall_back, message, size, &notice);
-}
-
-static int route_inorm(mpsnorm_metal_cache *cache, const mpsnorm_inorm_params *p,
-                       const mpsnorm_tensor *dy, const mpsnorm_tensor *x,
-                       const mpsnorm_tensor *out, const mpsnorm_vector *dgamma,
-                       const mpsnorm_vector *dbeta, char *message, size_t size)
-{
-    return mpsnorm_metal_route_inorm(cache, p, dy, x, out, dgamma, dbeta, may_fall_back, message,
-                                     size, &notice);
-}
 
 /* ---- tensors ------------------------------------------------------------- */
 
@@ -472,7 +514,7 @@ static void test_lcn_forward_forms(void)
                 char message[MPSNORM_MESSAGE_SIZE] = "";
                 fake_reset();
                 int status = route_lcn(CACHE, &p, NULL, &x.t, &y.t, message,
-                                                     sizeof message);
+                                       sizeof message);
                 const char *what = FORM_NAMES[fx];
                 const char *out_what = FORM_NAMES[fy];
                 CHECK(status == MPSNORM_OK, "x %s y %s: status %d (%s)", what, out_what, status,
@@ -580,8 +622,8 @@ static void test_size_one_axes(void)
     mpsnorm_inorm_params p = inorm_params(1);
     char message[MPSNORM_MESSAGE_SIZE] = "";
     fake_reset();
-    int status = route_inorm(CACHE, &p, NULL, &x.t, &y.t, NULL, NULL, message,
-                                           sizeof message);
+    int status = route_instance_norm(CACHE, &p, NULL, &x.t, &y.t, NULL, NULL, message,
+                                     sizeof message);
     CHECK(status == MPSNORM_OK, "status %d (%s)", status, message);
     CHECK(fake.kind == FAKE_INORM_FORWARD && fake.params == &p, "instance-norm forward called");
     CHECK(fake.batch.primary == x.t.data && fake.batch.destination == y.t.data,
@@ -610,8 +652,8 @@ static void test_inorm_gradient_sums(void)
     mpsnorm_inorm_params p = inorm_params(C);
     char message[MPSNORM_MESSAGE_SIZE] = "";
     fake_reset();
-    int status = route_inorm(CACHE, &p, &dy.t, &x.t, &dx.t, &dgamma, &dbeta,
-                                           message, sizeof message);
+    int status = route_instance_norm(CACHE, &p, &dy.t, &x.t, &dx.t, &dgamma, &dbeta,
+                                     message, sizeof message);
     CHECK(status == MPSNORM_OK, "status %d (%s)", status, message);
     CHECK(fake.kind == FAKE_INORM_GRADIENT, "gradient kernel called");
     CHECK(fake.batch.primary == dy.t.data && fake.batch.secondary == x.t.data,
@@ -633,8 +675,8 @@ static void test_inorm_gradient_sums(void)
     for (int i = 0; i < C + 2; i++)
         beta_store[i] = -1.0f;
     fake_reset();
-    status = route_inorm(CACHE, &p, &dy.t, &x.t, &dx.t, NULL, &dbeta, message,
-                                       sizeof message);
+    status = route_instance_norm(CACHE, &p, &dy.t, &x.t, &dx.t, NULL, &dbeta, message,
+                                 sizeof message);
     CHECK(status == MPSNORM_OK, "dgamma NULL: status %d (%s)", status, message);
     CHECK(beta_store[C] == (float)(10 * N * (N - 1) / 2) + 0.5f * (float)N,
           "dbeta[0] with dgamma NULL: %g", (double)beta_store[C]);
@@ -663,8 +705,8 @@ static void test_refusals(void)
     mpsnorm_vector dgamma = {store, MPSNORM_FLOAT32, 2, 1};
     fake_reset();
     message[0] = '\0';
-    status = route_inorm(CACHE, &ip, &x64.t, &x64.t, &y64.t, &dgamma, NULL, message,
-                                       sizeof message);
+    status = route_instance_norm(CACHE, &ip, &x64.t, &x64.t, &y64.t, &dgamma, NULL, message,
+                                 sizeof message);
     CHECK(status == MPSNORM_ERR_UNSUPPORTED, "float64 instance norm: status %d", status);
     CHECK(strstr(message, "float64") != NULL, "message: %s", message);
     CHECK(fake.calls == 0 && all_bytes(&y64, SENTINEL) && store[0] == -1.0f && store[1] == -1.0f,
@@ -722,8 +764,8 @@ static void test_backend_failure(void)
         char message[MPSNORM_MESSAGE_SIZE] = "";
         fake_reset();
         fake.fail = 1;
-        int status = route_inorm(CACHE, &ip, &dy.t, &x.t, &dx.t, &dgamma, NULL,
-                                               message, sizeof message);
+        int status = route_instance_norm(CACHE, &ip, &dy.t, &x.t, &dx.t, &dgamma, NULL,
+                                         message, sizeof message);
         CHECK(status == MPSNORM_ERR_BACKEND_FAILURE, "status %d", status);
         CHECK(strcmp(message, FAKE_MESSAGE) == 0, "message: %s", message);
         CHECK(all_bytes(&dx, SENTINEL), "dx (%s) untouched", staged ? "staged" : "passed through");
@@ -809,7 +851,8 @@ static int holds_cpu_forward(const mpsnorm_lcn_params *p, const buffer *x, const
 {
     buffer want = make(NCHW, MPSNORM_FLOAT32, x->t.shape[0], x->t.shape[1], x->t.shape[2],
                        x->t.shape[3], 0);
-    int same = mpsnorm_cpu_lcn_forward(p, &x->t, &want.t) == MPSNORM_OK &&
+    mpsnorm_checked cx = checked_tensor(&x->t, "x"), cwant = checked_tensor(&want.t, "y");
+    int same = mpsnorm_cpu_lcn_forward(p, &cx, &cwant) == MPSNORM_OK &&
                memcmp(want.base, out->base, want.bytes) == 0;
     release(&want);
     return same;
@@ -914,7 +957,7 @@ static void test_selfcheck_unsupported_is_remembered(void)
     mpsnorm_metal_selfcheck_reset(1);
     fake_reset();
     fake.answer = ANSWER_CPU;
-    int status = route_inorm(CACHE, &p, &dy.t, &x.t, &dx.t, &dgamma, &dbeta, message,
+    int status = route_instance_norm(CACHE, &p, &dy.t, &x.t, &dx.t, &dgamma, &dbeta, message,
                              sizeof message);
     CHECK(status == MPSNORM_OK && fake.calls == 2, "status %d (%s), %d calls", status, message,
           fake.calls);
@@ -924,10 +967,10 @@ static void test_selfcheck_unsupported_is_remembered(void)
 
     fake.answer = ANSWER_UNSUPPORTED;
     fake.calls = 0;
-    status = route_inorm(CACHE, &p, NULL, &x.t, &dx.t, NULL, NULL, message, sizeof message);
+    status = route_instance_norm(CACHE, &p, NULL, &x.t, &dx.t, NULL, NULL, message, sizeof message);
     CHECK(status == MPSNORM_ERR_UNSUPPORTED && notice == 0 && strstr(message, "fake MPS") != NULL,
           "found by the check: status %d (%s)", status, message);
-    status = route_inorm(CACHE, &p, NULL, &x.t, &dx.t, NULL, NULL, message, sizeof message);
+    status = route_instance_norm(CACHE, &p, NULL, &x.t, &dx.t, NULL, NULL, message, sizeof message);
     CHECK(status == MPSNORM_ERR_UNSUPPORTED && fake.calls == 1, "not asked again: %d calls",
           fake.calls);
     CHECK(verdict_of(MPSNORM_KERNEL_INORM_FORWARD, MPSNORM_FLOAT32, 0, 0, 0, 0).verdict ==
@@ -935,15 +978,15 @@ static void test_selfcheck_unsupported_is_remembered(void)
 
     mpsnorm_metal_selfcheck_reset(0); /* MPSNORM_METAL_SELFCHECK=0: trusted, found by a call */
     fake.calls = 0;
-    status = route_inorm(CACHE, &p, &dy.t, &x.t, &dx.t, NULL, NULL, message, sizeof message);
+    status = route_instance_norm(CACHE, &p, &dy.t, &x.t, &dx.t, NULL, NULL, message, sizeof message);
     CHECK(status == MPSNORM_ERR_UNSUPPORTED && fake.calls == 1, "the call: status %d, %d calls",
           status, fake.calls);
-    status = route_inorm(CACHE, &p, &dy.t, &x.t, &dx.t, NULL, NULL, message, sizeof message);
+    status = route_instance_norm(CACHE, &p, &dy.t, &x.t, &dx.t, NULL, NULL, message, sizeof message);
     CHECK(status == MPSNORM_ERR_UNSUPPORTED && fake.calls == 1 &&
               strstr(message, "fake MPS") != NULL,
           "the next call is refused before staging: %d calls (%s)", fake.calls, message);
     fake.answer = ANSWER_CPU;
-    status = route_inorm(CACHE, &p, NULL, &x.t, &dx.t, NULL, NULL, message, sizeof message);
+    status = route_instance_norm(CACHE, &p, NULL, &x.t, &dx.t, NULL, NULL, message, sizeof message);
     CHECK(status == MPSNORM_OK && fake.calls == 2, "another class, trusted without a check");
     CHECK(verdict_of(MPSNORM_KERNEL_INORM_FORWARD, MPSNORM_FLOAT32, 0, 0, 0, 0).verdict ==
               MPSNORM_METAL_TRUSTED, "trusted verdict");

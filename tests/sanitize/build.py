@@ -56,8 +56,8 @@ def _lib_dir(build_base):
 def _fingerprint(flags):
     """Hash of the flags and of every source's path, size and modification time."""
     digest = hashlib.sha256(flags.encode())
-    patterns = ["setup.py", "mpsnorm/*.py", "mpsnorm/*.pyx", "mpsnorm/*.pxd", "mpsnorm/*/*.c",
-                "mpsnorm/*/*.h", "mpsnorm/include/*.h"]
+    patterns = ["setup.py", "mpsnorm/*.py", "mpsnorm/*.pyx", "mpsnorm/*.pxi", "mpsnorm/*.pxd",
+                "mpsnorm/*/*.c", "mpsnorm/*/*.h", "mpsnorm/include/*.h"]
     for pattern in patterns:
         for path in sorted(glob.glob(os.path.join(REPO, pattern))):
             info = os.stat(path)

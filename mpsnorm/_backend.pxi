@@ -1,7 +1,4 @@
-# cython: language_level=3, auto_pickle=False
-"""Backends: which exist here, and engines bound to one of them."""
-from mpsnorm._status cimport check_status
-from mpsnorm.libmpsnorm cimport *
+# Backends: which exist here, and engines bound to one of them (included by _mpsnorm.pyx).
 
 cdef dict BACKEND_CODES = {"auto": MPSNORM_BACKEND_AUTO, "cpu": MPSNORM_BACKEND_CPU,
                            "metal": MPSNORM_BACKEND_METAL}
@@ -18,6 +15,7 @@ def library_version():
     return mpsnorm_version().decode("ascii")
 
 
+# "cpu" / "metal" for a C backend code.
 cdef str backend_name(int backend):
     # The two names as constants: a kernel call records one, and decoding costs a new str.
     if backend == MPSNORM_BACKEND_CPU:
@@ -34,6 +32,8 @@ cdef class Engine:
             self.ptr = NULL
 
 
+# An engine for a backend named "auto", "cpu" or "metal"; ValueError naming `where` for an
+# unknown or unusable name.
 cdef Engine create_engine(object backend, str where):
     cdef mpsnorm_engine *engine = NULL
     code = BACKEND_CODES.get(backend) if isinstance(backend, str) else None

@@ -1,23 +1,34 @@
-# cython: language_level=3
-"""Caller buffers as C tensor descriptors: borrowed, never copied.
+# Caller buffers as C tensor descriptors: borrowed, never copied (included by _mpsnorm.pyx).
+#
+# An object is taken through the buffer protocol when it exports it (NumPy arrays,
+# memoryviews, ...), otherwise through DLPack when it has __dlpack__ (PyTorch tensors, JAX
+# arrays, ...): CPU memory only, any strides and byte offset, the read-only flag of versioned
+# DLPack honoured. Either way the memory stays held until release_*() (after the C call
+# returns). Shapes, dtypes and overlaps between tensors are the C core's to check.
 
-An object is taken through the buffer protocol when it exports it (NumPy
-arrays, memoryviews, ...), otherwise through DLPack when it has __dlpack__
-(PyTorch tensors, JAX arrays, ...): CPU memory only, any strides and byte
-offset, the read-only flag of versioned DLPack honoured. Either way the
-memory stays held until release_*() (after the C call returns)."""
-import sys
+# What keeps a caller's memory alive for one kernel call: a buffer-protocol view, or a
+# consumed DLPack capsule (renamed "used_dltensor[_versioned]") whose managed tensor's
+# deleter runs on release.
+cdef struct Holding:
+    Py_buffer view
+    bint has_view
+    PyObject *capsule    # owned reference, or NULL
+    void *managed        # DLManagedTensor* or DLManagedTensorVersioned*
+    bint versioned
 
-cimport cython
-from cpython.buffer cimport (PyBUF_FORMAT, PyBUF_STRIDES, PyBuffer_Release, PyObject_CheckBuffer,
-                             PyObject_GetBuffer)
-from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_IsValid, PyCapsule_SetName
-from cpython.ref cimport Py_INCREF, Py_XDECREF, PyObject
-from libc.stdint cimport int64_t
-from libc.string cimport memset
+# A caller's tensor held for the length of one kernel call, and the C descriptor of it.
+# Acquire with the GIL; release in a finally block.
+cdef struct HeldTensor:
+    Holding holding
+    bint held
+    int ndim             # the Python-visible rank (3 or 4) and shape
+    int64_t shape[4]
+    mpsnorm_tensor tensor
 
-from mpsnorm._dlpack cimport *
-from mpsnorm.libmpsnorm cimport *
+cdef struct HeldVector:
+    Holding holding
+    bint held
+    mpsnorm_vector vector
 
 cdef bint NATIVE_LITTLE = sys.byteorder == "little"
 
@@ -46,6 +57,7 @@ cdef dict DLPACK_DEVICES = {1: "cpu", 2: "cuda", 3: "cuda_host", 4: "opencl", 7:
                             17: "maia"}
 
 
+# Parses "NCHW" / "NHWC"; ValueError naming `where` otherwise.
 cdef Layout parse_layout(object layout, str where) except *:
     if layout == "NCHW":
         return LAYOUT_NCHW
@@ -114,17 +126,29 @@ cdef int parse_format(const char *format, Py_ssize_t itemsize, str name, str whe
     raise TypeError(unsupported_dtype(describe_format(code, itemsize), name, where))
 
 
+cdef extern from "Python.h":
+    # PyObject_GetBuffer with its error left pending, for get_buffer to translate.
+    int try_get_buffer "PyObject_GetBuffer"(object obj, Py_buffer *view, int flags) noexcept
+
+
+cdef int pending_error() except -1:
+    return -1  # re-raises the exception already set
+
+
 cdef int get_buffer(Holding *holding, object obj, str name, str where, bint writable) except -1:
-    try:
-        PyObject_GetBuffer(obj, &holding.view, PyBUF_STRIDES | PyBUF_FORMAT)
-    except TypeError:
-        raise TypeError(f"{where}: {name} must support the buffer protocol or DLPack (a NumPy "
-                        f"array, memoryview, torch tensor, ...), got {type(obj).__name__}") from None
-    except BufferError as error:
-        raise ValueError(f"{where}: {name} cannot be used as a strided buffer: {error}") from None
-    except ValueError as error:  # NumPy, for dtypes it cannot export (datetime64, ...)
-        raise TypeError(f"{where}: {name} has a dtype that cannot be used as a buffer: "
-                        f"{error}") from None
+    if try_get_buffer(obj, &holding.view, PyBUF_STRIDES | PyBUF_FORMAT) < 0:
+        try:
+            pending_error()
+        except TypeError:
+            raise TypeError(f"{where}: {name} must support the buffer protocol or DLPack (a "
+                            f"NumPy array, memoryview, torch tensor, ...), got "
+                            f"{type(obj).__name__}") from None
+        except BufferError as error:
+            raise ValueError(f"{where}: {name} cannot be used as a strided buffer: "
+                             f"{error}") from None
+        except ValueError as error:  # NumPy, for dtypes it cannot export (datetime64, ...)
+            raise TypeError(f"{where}: {name} has a dtype that cannot be used as a buffer: "
+                            f"{error}") from None
     holding.has_view = True
     if writable and holding.view.readonly:
         raise ValueError(f"{where}: {name} is read-only")
@@ -272,7 +296,11 @@ cdef int parse_dlpack_dtype(const DLDataType *dtype, str name, str where) except
 # -- either kind of holding, seen as a strided array ----------------------------------------
 
 cdef int acquire(Holding *holding, object obj, str name, str where, bint writable) except -1:
-    """Fills `holding` (zeroed by the caller); on error the caller releases it."""
+    """Fills `holding`; on error the caller releases it."""
+    holding.has_view = False
+    holding.capsule = NULL
+    holding.managed = NULL
+    holding.versioned = False
     if PyObject_CheckBuffer(obj) or not hasattr(obj, "__dlpack__"):
         return get_buffer(holding, obj, name, where, writable)
     return get_dlpack(holding, obj, name, where, writable)
@@ -325,10 +353,10 @@ cdef void *holding_data(const Holding *holding) noexcept:
     return <void *>(<char *>dl.data + dl.byte_offset)
 
 
-@cython.cdivision(True)  # exact multiples only: C and Python division agree
 cdef int64_t holding_stride(const Holding *holding, int axis, str name, str where) except? -1:
     """The stride of `axis` in elements."""
     cdef Py_ssize_t stride
+    cdef int shift
     cdef DLTensor *dl
     cdef int64_t compact = 1
     cdef int later
@@ -338,10 +366,12 @@ cdef int64_t holding_stride(const Holding *holding, int axis, str name, str wher
                 compact *= holding.view.shape[later]
             return compact
         stride = holding.view.strides[axis]
-        if stride % holding.view.itemsize != 0:
+        # The dtype is known by now: 2-, 4- or 8-byte elements, so a shift divides.
+        shift = 1 if holding.view.itemsize == 2 else 2 if holding.view.itemsize == 4 else 3
+        if stride & ((<Py_ssize_t>1 << shift) - 1):
             raise ValueError(f"{where}: {name} has stride {stride} bytes on axis {axis}, "
                              f"not a multiple of its {holding.view.itemsize}-byte elements")
-        return stride // holding.view.itemsize
+        return stride >> shift
     dl = dlpack_tensor(holding)
     if dl.strides != NULL:
         return dl.strides[axis]
@@ -386,34 +416,33 @@ cdef int describe_tensor(HeldTensor *held, str name, str where, Layout layout) e
     return 0
 
 
+# Borrows obj's memory (no copy) as a 3-D or 4-D float tensor in `layout`: through the
+# buffer protocol when obj exports it, otherwise through DLPack (__dlpack__ /
+# __dlpack_device__, CPU tensors only).
+# TypeError: neither a buffer nor a DLPack tensor, unsupported dtype, non-native byte order.
+# ValueError: wrong rank, strides that are not whole elements, not writable (when writable
+# is set), a device other than the CPU, a DLPack export the producer refuses (e.g. a torch
+# tensor that requires grad).
+# On error as on success, release_tensor() releases what was held.
 cdef int hold_tensor(HeldTensor *held, object obj, str name, str where, Layout layout,
                      bint writable) except -1:
-    memset(held, 0, sizeof(HeldTensor))
     held.held = True
-    try:
-        acquire(&held.holding, obj, name, where, writable)
-        describe_tensor(held, name, where, layout)
-    except BaseException:
-        release_tensor(held)
-        raise
-    return 0
+    acquire(&held.holding, obj, name, where, writable)
+    return describe_tensor(held, name, where, layout)
 
 
+# Borrows obj as a writable 1-D vector (per-channel gradients), likewise.
+# On error as on success, release_vector() releases what was held.
 cdef int hold_vector(HeldVector *held, object obj, str name, str where) except -1:
-    memset(held, 0, sizeof(HeldVector))
-    held.held = True
     cdef Holding *holding = &held.holding
-    try:
-        acquire(holding, obj, name, where, True)
-        held.vector.dtype = holding_dtype(holding, name, where)
-        if holding_ndim(holding) != 1:
-            raise ValueError(f"{where}: {name} must be 1-D, got shape {holding_shape(holding)}")
-        held.vector.data = holding_data(holding)
-        held.vector.length = holding_extent(holding, 0)
-        held.vector.stride = holding_stride(holding, 0, name, where)
-    except BaseException:
-        release_vector(held)
-        raise
+    held.held = True
+    acquire(holding, obj, name, where, True)
+    held.vector.dtype = holding_dtype(holding, name, where)
+    if holding_ndim(holding) != 1:
+        raise ValueError(f"{where}: {name} must be 1-D, got shape {holding_shape(holding)}")
+    held.vector.data = holding_data(holding)
+    held.vector.length = holding_extent(holding, 0)
+    held.vector.stride = holding_stride(holding, 0, name, where)
     return 0
 
 
@@ -442,6 +471,7 @@ cdef bint same_shape_and_dtype(const HeldTensor *a, const HeldTensor *b) noexcep
     return True
 
 
+# ValueError unless `other` has `reference`'s Python shape and dtype.
 cdef int require_like(const HeldTensor *reference, str reference_name,
                       const HeldTensor *other, str other_name, str where) except -1:
     if same_shape_and_dtype(reference, other):
@@ -455,21 +485,7 @@ cdef int require_like(const HeldTensor *reference, str reference_name,
                      f"but {reference_name} has dtype {DTYPE_NAMES[reference.tensor.dtype]}")
 
 
-cdef int hold_input_pair(HeldTensor *held_dy, object dy, HeldTensor *held_x, object x,
-                         str where, Layout layout) except -1:
-    hold_tensor(held_dy, dy, "dy", where, layout, False)
-    hold_tensor(held_x, x, "x", where, layout, False)
-    return require_like(held_x, "x", held_dy, "dy", where)
-
-
-cdef object hold_output(HeldTensor *held_out, object out, const HeldTensor *held_x, str where,
-                        Layout layout):
-    result = new_array_like(held_x, where) if out is None else out
-    hold_tensor(held_out, result, "out", where, layout, True)
-    require_like(held_x, "x", held_out, "out", where)
-    return result
-
-
+# A new C-contiguous NumPy array (the one place mpsnorm imports NumPy).
 cdef object new_array(tuple shape, int dtype, str where):
     import numpy
     try:

@@ -1,9 +1,4 @@
-# cython: language_level=3
-"""The CPU backend's thread count (process-wide)."""
-from mpsnorm._parameters cimport to_int64
-from mpsnorm._status cimport check_status
-from mpsnorm.libmpsnorm cimport *
-
+# The CPU backend's thread count, process-wide (included by _mpsnorm.pyx).
 
 def get_num_threads():
     """Threads a CPU kernel call splits its work over."""

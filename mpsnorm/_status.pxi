@@ -1,8 +1,11 @@
-# cython: language_level=3
-"""The one translation of C status codes into Python exceptions."""
-from mpsnorm.libmpsnorm cimport *
+# The one translation of C status codes into Python exceptions (included by _mpsnorm.pyx).
 
-from mpsnorm.errors import MPSNormError
+
+class MPSNormError(RuntimeError):
+    """A backend failed while running a kernel (for example a Metal command
+    buffer that did not complete). Bad arguments raise ValueError or
+    TypeError instead."""
+    __module__ = "mpsnorm.errors"  # where it is documented and re-exported
 
 
 cdef object exception_class(int status):
@@ -26,6 +29,7 @@ cdef str reason_of(int status, const mpsnorm_report *report):
     return reason or mpsnorm_status_string(status).decode("ascii")
 
 
+# Raises the exception a status code stands for, "<where>: <reason>"; returns 0 for MPSNORM_OK.
 cdef int check_status(int status, const mpsnorm_report *report, str where) except -1:
     if status == MPSNORM_OK:
         return 0
@@ -36,6 +40,8 @@ cdef int check_status(int status, const mpsnorm_report *report, str where) excep
 cdef dict PYTHON_NAMES = {"dx": "out", "y": "out", "dgamma": "out_gamma", "dbeta": "out_beta"}
 
 
+# The same for a kernel call's status: the message names the outputs by the Python
+# keywords (out, out_gamma, out_beta), not by the C ABI's parameter names.
 cdef int check_call_status(int status, const mpsnorm_report *report, str where) except -1:
     if status == MPSNORM_OK:
         return 0

@@ -1,4 +1,4 @@
-# Stub of the extension module mpsnorm/_instance_norm.pyx.
+# Stub of the extension module mpsnorm/_mpsnorm.pyx.
 import array
 from typing import (Any, Iterable, Literal, Optional, Protocol, SupportsFloat, SupportsIndex,
                     TypeVar, Union, overload)
@@ -22,15 +22,82 @@ _OutBeta = TypeVar("_OutBeta", bound=_Tensor)
 _Array = npt.NDArray[np.floating[Any]]
 _Values = Optional[Iterable[SupportsFloat]]
 
-class _InstanceNormKernel:
-    @property
-    def num_channels(self) -> int: ...
+class MPSNormError(RuntimeError):
+    """A backend failed while running a kernel. Bad arguments raise ValueError or TypeError."""
+
+def backends() -> tuple[str, ...]:
+    """The backends usable on this machine, preferred first: ("metal", "cpu") or ("cpu",)."""
+
+def library_version() -> str:
+    """The version of the C library this module runs."""
+
+def get_num_threads() -> int:
+    """Threads a CPU kernel call splits its work over."""
+
+def set_num_threads(n: SupportsIndex) -> None:
+    """Sets the CPU backend's thread count for later calls (1 .. 1024)."""
+
+class _Kernel:
     @property
     def layout(self) -> Literal["NCHW", "NHWC"]: ...
     @property
     def backend(self) -> Literal["cpu", "metal"]: ...
     @property
     def last_backend(self) -> Optional[Literal["cpu", "metal"]]: ...
+
+class _LocalContrastKernel(_Kernel):
+    def __init__(self, kernel_width: SupportsIndex, kernel_height: Optional[SupportsIndex] = None,
+                 *, alpha: SupportsFloat = 0.0, beta: SupportsFloat = 0.5,
+                 delta: SupportsFloat = ..., p0: SupportsFloat = 1.0, pm: SupportsFloat = 0.0,
+                 ps: SupportsFloat = 1.0, layout: str = "NCHW", backend: str = "auto") -> None: ...
+    @property
+    def kernel_width(self) -> int: ...
+    @property
+    def kernel_height(self) -> int: ...
+    @property
+    def alpha(self) -> float: ...
+    @alpha.setter
+    def alpha(self, value: SupportsFloat) -> None: ...
+    @property
+    def beta(self) -> float: ...
+    @beta.setter
+    def beta(self, value: SupportsFloat) -> None: ...
+    @property
+    def delta(self) -> float: ...
+    @delta.setter
+    def delta(self, value: SupportsFloat) -> None: ...
+    @property
+    def p0(self) -> float: ...
+    @p0.setter
+    def p0(self, value: SupportsFloat) -> None: ...
+    @property
+    def pm(self) -> float: ...
+    @pm.setter
+    def pm(self, value: SupportsFloat) -> None: ...
+    @property
+    def ps(self) -> float: ...
+    @ps.setter
+    def ps(self, value: SupportsFloat) -> None: ...
+
+class LocalContrastNormalization(_LocalContrastKernel):
+    """y = pm + ps * (x - p0 * mean) * (delta + alpha * variance) ** -beta."""
+
+    @overload
+    def __call__(self, x: _Tensor, *, out: None = None) -> _Array: ...
+    @overload
+    def __call__(self, x: _Tensor, *, out: _Out) -> _Out: ...
+
+class LocalContrastNormalizationGradient(_LocalContrastKernel):
+    """dx, the exact gradient of LocalContrastNormalization at x applied to dy."""
+
+    @overload
+    def __call__(self, dy: _Tensor, x: _Tensor, *, out: None = None) -> _Array: ...
+    @overload
+    def __call__(self, dy: _Tensor, x: _Tensor, *, out: _Out) -> _Out: ...
+
+class _InstanceNormKernel(_Kernel):
+    @property
+    def num_channels(self) -> int: ...
     @property
     def epsilon(self) -> float: ...
     @epsilon.setter
