@@ -8,7 +8,8 @@ import os
 
 from mpsnorm._mpsnorm import (InstanceNormalization, InstanceNormalizationGradient,
                               LocalContrastNormalization, LocalContrastNormalizationGradient,
-                              MPSNormError, backends, get_num_threads, set_num_threads)
+                              MPSNormError, MPSNormWarning, backends, get_num_threads,
+                              metal_report, set_num_threads)
 
 # The package's version, as setuptools reads it (pyproject.toml); also in mpsnorm.h and mpsnorm.pc.
 __version__ = "0.2.0"
@@ -19,10 +20,12 @@ __all__ = [
     "LocalContrastNormalization",
     "LocalContrastNormalizationGradient",
     "MPSNormError",
+    "MPSNormWarning",
     "backends",
     "get_include",
     "get_library_dir",
     "get_num_threads",
+    "metal_report",
     "set_num_threads",
     "__version__",
 ]

@@ -1,5 +1,6 @@
 """python -m mpsnorm: what this installation has, then a self-check of both
-gradient kernels against finite differences (exit status 1 on any failure).
+gradient kernels against finite differences (exit status 1 on any failure), and
+where Metal exists the Metal self-check of every class of call (Metal vs CPU).
 
 python -m mpsnorm bench [--full]: speed against NumPy (and PyTorch where installed).
 
@@ -39,7 +40,11 @@ def main(argv=None):
     print(f"backends: {', '.join(mpsnorm.backends())}")
     print(f"threads: {mpsnorm.get_num_threads()}")
     print()
-    return 0 if selfcheck.run() else 1
+    passed = selfcheck.run()
+    if "metal" in mpsnorm.backends():
+        print()
+        selfcheck.run_metal()
+    return 0 if passed else 1
 
 
 if __name__ == "__main__":

@@ -10,6 +10,48 @@ def backends():
                  if mpsnorm_backend_available(BACKEND_CODES[name]))
 
 
+cdef dict KERNEL_NAMES = {MPSNORM_KERNEL_LCN_FORWARD: "lcn_forward",
+                         MPSNORM_KERNEL_LCN_GRADIENT: "lcn_gradient",
+                         MPSNORM_KERNEL_INORM_FORWARD: "instance_norm_forward",
+                         MPSNORM_KERNEL_INORM_GRADIENT: "instance_norm_gradient"}
+cdef tuple VERDICT_NAMES = ("unchecked", "passed", "failed", "unsupported", "trusted")
+
+
+cdef dict check_as_dict(const mpsnorm_metal_check *check):
+    return {"kernel": KERNEL_NAMES[check.kernel],
+            "dtype": "float16" if check.dtype == MPSNORM_FLOAT16 else "float32",
+            "layout": "NHWC" if check.nhwc else "NCHW",
+            "even_window": bool(check.even_window), "alpha_nonzero": bool(check.alpha_nonzero),
+            "parameter_gradients": bool(check.parameter_gradients),
+            "description": check.description.decode("ascii"),
+            "verdict": VERDICT_NAMES[check.verdict], "error": check.error,
+            "tolerance": check.tolerance, "seconds": check.seconds,
+            "message": check.message.decode("utf-8", "replace")}
+
+
+def metal_report(check_all=False):
+    """The Metal self-check's verdicts so far, one dict per class of call that has one
+    (kernel, dtype, layout, even_window, alpha_nonzero, parameter_gradients, description,
+    verdict: "passed" / "failed" / "unsupported" / "trusted", error, tolerance, seconds,
+    message). check_all=True first checks every class not checked yet, with representative
+    parameters, where Metal exists. Where there is no Metal backend the list is empty."""
+    cdef mpsnorm_metal_check check
+    cdef int index
+    result = []
+    for index in range(mpsnorm_metal_check_count()):
+        if check_all and mpsnorm_backend_available(MPSNORM_BACKEND_METAL):
+            status = mpsnorm_metal_check_run(index, &check)
+            if status != MPSNORM_OK and status != MPSNORM_ERR_BACKEND_UNAVAILABLE:
+                raise exception_class(status)(
+                    f"metal_report: the check of {check.description.decode('ascii')} could "
+                    f"not run: {check.message.decode('utf-8', 'replace')}")
+        else:
+            mpsnorm_metal_check_get(index, &check)
+        if check.verdict != MPSNORM_METAL_UNCHECKED:
+            result.append(check_as_dict(&check))
+    return result
+
+
 def library_version():
     """The version of the C library this module runs."""
     return mpsnorm_version().decode("ascii")

@@ -155,6 +155,8 @@ cdef class _Kernel:
             if status != MPSNORM_OK:
                 raise_call_error(status, &call, gradient, where)
             self._last_backend = backend_name(call.report.backend_used)
+            if call.report.message[0] != 0:
+                warn_notice(&call.report, where)
             if operation == INSTANCE_NORM_GRADIENT:
                 return result, out_gamma, out_beta
             return result

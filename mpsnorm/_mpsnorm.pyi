@@ -25,6 +25,12 @@ _Values = Optional[Iterable[SupportsFloat]]
 class MPSNormError(RuntimeError):
     """A backend failed while running a kernel. Bad arguments raise ValueError or TypeError."""
 
+class MPSNormWarning(UserWarning):
+    """The Metal self-check of a class of call failed: that class runs on the CPU."""
+
+def metal_report(check_all: bool = False) -> list[dict[str, Any]]:
+    """The Metal self-check's verdicts so far, one dict per class of call."""
+
 def backends() -> tuple[str, ...]:
     """The backends usable on this machine, preferred first: ("metal", "cpu") or ("cpu",)."""
 

@@ -8,6 +8,20 @@ class MPSNormError(RuntimeError):
     __module__ = "mpsnorm.errors"  # where it is documented and re-exported
 
 
+class MPSNormWarning(UserWarning):
+    """Something the user should know although the call succeeded: the Metal
+    self-check of a class of call failed, so that class runs on the CPU."""
+    __module__ = "mpsnorm.errors"
+
+
+# A successful call's report may carry a notice (mpsnorm.h, mpsnorm_report): shown once.
+cdef int warn_notice(const mpsnorm_report *report, str where) except -1:
+    import warnings
+    cdef const char *text = report.message
+    warnings.warn(f"{where}: {text.decode('utf-8', 'replace')}", MPSNormWarning, stacklevel=3)
+    return 0
+
+
 cdef object exception_class(int status):
     if status == MPSNORM_ERR_OUT_OF_MEMORY:
         return MemoryError

@@ -1,4 +1,4 @@
-"""Exceptions raised by mpsnorm."""
-from mpsnorm._mpsnorm import MPSNormError
+"""Exceptions raised, and warnings issued, by mpsnorm."""
+from mpsnorm._mpsnorm import MPSNormError, MPSNormWarning
 
-__all__ = ["MPSNormError"]
+__all__ = ["MPSNormError", "MPSNormWarning"]

@@ -88,6 +88,37 @@ cdef extern from "mpsnorm.h" nogil:
     int mpsnorm_set_num_threads(int n)
     int mpsnorm_get_num_threads()
 
+    ctypedef enum mpsnorm_kernel:
+        MPSNORM_KERNEL_LCN_FORWARD
+        MPSNORM_KERNEL_LCN_GRADIENT
+        MPSNORM_KERNEL_INORM_FORWARD
+        MPSNORM_KERNEL_INORM_GRADIENT
+
+    ctypedef enum mpsnorm_metal_verdict:
+        MPSNORM_METAL_UNCHECKED
+        MPSNORM_METAL_PASSED
+        MPSNORM_METAL_FAILED
+        MPSNORM_METAL_UNSUPPORTED
+        MPSNORM_METAL_TRUSTED
+
+    ctypedef struct mpsnorm_metal_check:
+        int32_t kernel
+        int32_t dtype
+        int32_t nhwc
+        int32_t even_window
+        int32_t alpha_nonzero
+        int32_t parameter_gradients
+        int32_t verdict
+        double error
+        double tolerance
+        double seconds
+        char description[96]
+        char message[256]
+
+    int mpsnorm_metal_check_count()
+    int mpsnorm_metal_check_get(int index, mpsnorm_metal_check *check)
+    int mpsnorm_metal_check_run(int index, mpsnorm_metal_check *check)
+
     int mpsnorm_lcn_forward(mpsnorm_engine *engine, const mpsnorm_lcn_params *params,
                             const mpsnorm_tensor *x, const mpsnorm_tensor *y,
                             mpsnorm_report *report)

@@ -130,3 +130,26 @@ def run(print_line=print):
     print_line(f"{len(rows) - failures} passed, {failures} failed "
                f"(finite differences, float64, step {STEP:g}, tolerance {TOLERANCE:g})")
     return failures == 0
+
+
+def run_metal(print_line=print):
+    """Where Metal exists: the Metal self-check of every class of call (Metal against the
+    CPU backend in float64, mpsnorm.h "Metal self-check"), as a table to paste into a bug
+    report. A failed or unsupported class runs on the CPU under backend="auto": the table
+    says so, and the exit status stays 0 (mpsnorm still computes correctly). Returns the
+    verdicts."""
+    verdicts = mpsnorm.metal_report(check_all=True)
+    header = f"{'class of call (Metal vs CPU)':<60} {'error':>9} {'allowed':>8}  verdict"
+    print_line(header)
+    print_line("-" * len(header))
+    for verdict in verdicts:
+        error = f"{verdict['error']:.2e}" if verdict["verdict"] in ("passed", "failed") else "-"
+        print_line(f"{verdict['description']:<60} {error:>9} {verdict['tolerance']:>8.0e}  "
+                   f"{verdict['verdict']}")
+        if verdict["message"]:
+            print_line(f"    {verdict['message']}")
+    counts = {name: sum(v["verdict"] == name for v in verdicts)
+              for name in ("passed", "failed", "unsupported", "trusted")}
+    print_line(", ".join(f"{n} {name}" for name, n in counts.items()) +
+               " (failed and unsupported classes run on the CPU under backend='auto')")
+    return verdicts

@@ -103,10 +103,15 @@ def module_sample() -> None:
     except ValueError as error:
         assert "kernel_width" in str(error)
     assert issubclass(MPSNormError, RuntimeError)
+    assert issubclass(mpsnorm.MPSNormWarning, UserWarning)
+    for verdict in mpsnorm.metal_report():
+        description: str = verdict["description"]
+        assert description
     assert sorted(mpsnorm.__all__) == sorted([
         "InstanceNormalization", "InstanceNormalizationGradient", "LocalContrastNormalization",
-        "LocalContrastNormalizationGradient", "MPSNormError", "backends", "get_include",
-        "get_library_dir", "get_num_threads", "set_num_threads", "__version__"])
+        "LocalContrastNormalizationGradient", "MPSNormError", "MPSNormWarning", "backends",
+        "get_include", "get_library_dir", "get_num_threads", "metal_report", "set_num_threads",
+        "__version__"])
 
 
 def main() -> None:

@@ -516,7 +516,7 @@ int mpsnorm_metal_check_run(int index, mpsnorm_metal_check *check)
     mpsnorm_lcn_params lcn;
     mpsnorm_inorm_params inorm;
     mpsnorm_metal_cache *cache = NULL;
-    char message[MPSNORM_MESSAGE_SIZE];
+    char message[MPSNORM_MESSAGE_SIZE] = "could not create the Metal kernel cache";
     int status, notice;
     if (check == NULL)
         return MPSNORM_ERR_NULL_POINTER;
@@ -540,5 +540,7 @@ int mpsnorm_metal_check_run(int index, mpsnorm_metal_check *check)
         mpsnorm_metal_cache_free(cache);
     }
     mpsnorm_metal_check_get(index, check);
+    if (status != MPSNORM_OK) /* the check could not run: say why */
+        snprintf(check->message, sizeof check->message, "%s", message);
     return status;
 }

@@ -296,7 +296,8 @@ MPSNORM_API int mpsnorm_metal_check_get(int index, mpsnorm_metal_check *check);
  * Checks class `index` now, with representative parameters (a 3x3 or 4x4
  * window, alpha 1 or 0, MPS's other defaults; gamma/beta of mixed signs),
  * unless its verdict is already known, and fills *check. Returns MPSNORM_OK
- * whatever the verdict; BACKEND_UNAVAILABLE where there is no Metal backend.
+ * whatever the verdict; BACKEND_UNAVAILABLE where there is no Metal backend;
+ * another status when the check could not run (check->message says why).
  */
 MPSNORM_API int mpsnorm_metal_check_run(int index, mpsnorm_metal_check *check);
 
