@@ -42,9 +42,11 @@ _spec.loader.exec_module(runtime)
 INCLUDES = ["-I" + os.path.join(REPO, "mpsnorm", d) for d in ("include", "core", "cpu")]
 COMMON = ["-fvisibility=hidden", "-Wall", "-Wextra", "-DMPSNORM_BUILDING=1", "-fPIC"]
 C_FLAGS = ["-std=c99", "-O2"]
-# setup.py's macOS flags for objc/ (-O3 -fvisibility=hidden -Wall -Wextra -fobjc-arc, the
-# includes and MPSNORM_BUILDING), plus what this runtime and the declarations need.
-OBJC_FLAGS = ["-O3", "-fobjc-arc", "-fobjc-runtime=gnustep-2.0", "-fobjc-exceptions",
+# setup.py's macOS flags for objc/ (-O3 -fvisibility=hidden -Wall -Wextra -fobjc-arc
+# -fobjc-arc-exceptions, the includes and MPSNORM_BUILDING), plus what this runtime and the
+# declarations need (tests/test_metal_fake.py checks that the two agree).
+MACOS_OBJC_FLAGS = ["-fobjc-arc", "-fobjc-arc-exceptions"]
+OBJC_FLAGS = ["-O3"] + MACOS_OBJC_FLAGS + ["-fobjc-runtime=gnustep-2.0", "-fobjc-exceptions",
               "-fexceptions", "-DMPSNORM_OBJC_DECLARATIONS", "-I" + HERE]
 FAKE_FLAGS = OBJC_FLAGS[1:] + ["-O1", "-Werror", "-Wno-objc-root-class",
                                "-Wno-objc-designated-initializers",

@@ -36,6 +36,7 @@ id class_createInstance(Class cls, size_t extra_bytes) __attribute__((ns_returns
 id _Nullable object_dispose(id object);
 BOOL class_respondsToSelector(Class cls, SEL selector);
 Class object_getClass(id object);
+const char *class_getName(Class cls);
 
 /* ---- Foundation extras ---------------------------------------------------- */
 

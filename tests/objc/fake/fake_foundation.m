@@ -13,6 +13,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* MPSNORM_FAKE_METAL_TRACE=1 prints every allocation and deallocation, to
+ * find what a leak test counted. */
+static int trace_objects(void)
+{
+    static int trace = -1;
+    if (trace < 0) {
+        const char *setting = getenv("MPSNORM_FAKE_METAL_TRACE");
+        trace = setting != NULL && strcmp(setting, "1") == 0;
+    }
+    return trace;
+}
+
 @implementation NSObject {
     Class isa;
 }
@@ -20,7 +32,10 @@
 + (instancetype)alloc
 {
     fake_count(FAKE_COUNT_live_objects, 1);
-    return class_createInstance(self, 0);
+    id object = class_createInstance(self, 0);
+    if (trace_objects())
+        fprintf(stderr, "fake alloc %s %p\n", class_getName(self), (__bridge void *)object);
+    return object;
 }
 
 - (instancetype)init
@@ -30,6 +45,9 @@
 
 - (void)dealloc
 {
+    if (trace_objects())
+        fprintf(stderr, "fake dealloc %s %p\n", class_getName(object_getClass(self)),
+                (__bridge void *)self);
     fake_count(FAKE_COUNT_live_objects, -1);
     object_dispose(self);
 }
