@@ -59,16 +59,13 @@ VARIANTS = {
     "thread": (["-fsanitize=thread", "-fno-omit-frame-pointer", "-g"], ["-fsanitize=thread"]),
 }
 LIBRARY_FILE = "libmpsnorm.so"
+OUTPUT = os.path.join(REPO, "build", "fake-metal")
+OBJECTS = os.path.join(OUTPUT, "objects")  # shared by every variant and copy of objc/
 
 
 def fake_sources():
     return sorted(glob.glob(os.path.join(HERE, "fake", "*.m")) +
                   glob.glob(os.path.join(HERE, "fake", "*.c")))
-
-
-def fake_headers():
-    return sorted(glob.glob(os.path.join(HERE, "fake", "*.h")) +
-                  [os.path.join(HERE, "mps_declarations.h")])
 
 
 def package_dir():
@@ -79,25 +76,64 @@ def package_dir():
     return os.path.dirname(spec.origin)
 
 
+def _headers_digest(objc_dir):
+    """Hash of every header a library source may include."""
+    folders = [os.path.join(REPO, "mpsnorm", d) for d in ("include", "core", "cpu")]
+    folders += [HERE, os.path.join(HERE, "fake"), objc_dir or os.path.join(REPO, "objc")]
+    digest = hashlib.sha256()
+    for path in sorted(p for folder in folders for p in glob.glob(os.path.join(folder, "*.h"))):
+        with open(path, "rb") as handle:
+            digest.update(path.encode() + b"\0" + handle.read())
+    return digest.hexdigest()
+
+
 def _compile_jobs(objc_dir, variant_flags, objects):
-    jobs = []
+    """[(command, object)] for every source of the library with the fakes. An object's name
+    is the hash of its command, source and headers, so an unchanged one is compiled once."""
     plain_c = library_sources("kernels", "checks", "dispatch", "metal_route")
     metal = sorted(glob.glob(os.path.join(objc_dir, "*.m"))) if objc_dir else \
         library_sources("metal")
     if not metal:
         raise RuntimeError("no Objective-C sources (objc/*.m) to build")
     objc_include = ["-I" + (objc_dir or os.path.join(REPO, "objc"))]
-    for index, path in enumerate(plain_c + metal + fake_sources()):
+    headers = _headers_digest(objc_dir)
+    jobs = []
+    for path in plain_c + metal + fake_sources():
         if path in plain_c:
             flags = C_FLAGS
         elif path in metal:
             flags = OBJC_FLAGS + objc_include
         else:
-            flags = (["-std=c99", "-O1", "-Werror"] if path.endswith(".c") else FAKE_FLAGS)
-        target = os.path.join(objects, "%03d_%s.o" % (index, os.path.basename(path)))
-        jobs.append((["clang", "-c"] + COMMON + INCLUDES + flags + variant_flags +
-                     [path, "-o", target], target))
-    return jobs, metal
+            flags = ["-std=c99", "-O1", "-Werror"] if path.endswith(".c") else FAKE_FLAGS
+        command = ["clang", "-c"] + COMMON + INCLUDES + flags + variant_flags + [path]
+        digest = hashlib.sha256(("\0".join(command) + headers).encode())
+        with open(path, "rb") as handle:
+            digest.update(handle.read())
+        target = os.path.join(objects, "%s-%s.o" % (os.path.basename(path),
+                                                     digest.hexdigest()[:20]))
+        jobs.append((command + ["-o", target], target))
+    return jobs
+
+
+def _run_jobs(jobs, log):
+    """Compiles what is not compiled yet, two at a time; raises RuntimeError on a failure."""
+    def run(job):
+        command, target = job
+        scratch = target + ".partial.o"
+        result = subprocess.run(command[:-1] + [scratch], capture_output=True, text=True,
+                                timeout=600)
+        if result.returncode == 0:
+            os.replace(scratch, target)
+        return command, result
+
+    missing = [job for job in jobs if not os.path.isfile(job[1])]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(run, missing))
+    for command, result in results:
+        if log is not None and result.stderr:
+            log.write(result.stderr)
+        if result.returncode != 0:
+            raise RuntimeError("%s\n%s" % (" ".join(command), result.stderr[-6000:]))
 
 
 def _fingerprint(parts, paths):
@@ -116,48 +152,40 @@ def _copy_package(source, target):
         "__pycache__", LIBRARY_FILE, "libmpsnorm.dylib", "_*.c"))
 
 
+def _runtime_prefix(runtime_prefix):
+    if runtime_prefix is not None:
+        return runtime_prefix
+    found, why = runtime.find_runtime()
+    if found is None:
+        raise RuntimeError(why)
+    return found
+
+
 def build(variant="plain", objc_dir=None, build_base=None, runtime_prefix=None, log=None):
     """Builds (or reuses) the fake-Metal package; returns the directory for PYTHONPATH.
     Raises RuntimeError with the compiler's output on failure."""
     if variant not in VARIANTS:
         raise ValueError("variant must be one of %s, got %r" % (sorted(VARIANTS), variant))
-    if runtime_prefix is None:
-        runtime_prefix, why = runtime.find_runtime()
-        if runtime_prefix is None:
-            raise RuntimeError(why)
+    runtime_prefix = _runtime_prefix(runtime_prefix)
     name = variant if objc_dir is None else "%s-%s" % (variant, os.path.basename(objc_dir))
-    build_base = os.path.abspath(build_base or os.path.join(REPO, "build", "fake-metal", name))
+    build_base = os.path.abspath(build_base or os.path.join(OUTPUT, name))
     compile_flags, link_flags = VARIANTS[variant]
-    objects = os.path.join(build_base, "objects")
-    jobs, metal = _compile_jobs(objc_dir, compile_flags, objects)
+    jobs = _compile_jobs(objc_dir, compile_flags, OBJECTS)
     installed = package_dir()
-    inputs = [path for job in jobs for path in job[0] if os.path.isfile(path)]
-    inputs += fake_headers() + glob.glob(os.path.join(REPO, "mpsnorm", "*", "*.h"))
-    inputs += glob.glob(os.path.join(objc_dir or os.path.join(REPO, "objc"), "*.h"))
-    inputs += [p for p in glob.glob(os.path.join(installed, "*")) if os.path.isfile(p)]
-    inputs.append(os.path.join(runtime_prefix, runtime.LIBRARY))
-    fingerprint = _fingerprint([job[0] for job in jobs] + [link_flags, runtime_prefix],
-                               inputs)
-    stamp = os.path.join(build_base, "inputs.sha256")
+    package_files = [p for p in glob.glob(os.path.join(installed, "*")) if os.path.isfile(p)]
     library = os.path.join(build_base, "mpsnorm", LIBRARY_FILE)
+    fingerprint = _fingerprint([job[1] for job in jobs] + link_flags + [runtime_prefix],
+                               package_files + [os.path.join(runtime_prefix, runtime.LIBRARY)])
+    stamp = os.path.join(build_base, "inputs.sha256")
     if os.path.isfile(stamp) and os.path.isfile(library):
         with open(stamp) as saved:
             if saved.read() == fingerprint:
                 return build_base
-    os.makedirs(objects, exist_ok=True)
+    os.makedirs(OBJECTS, exist_ok=True)
+    os.makedirs(build_base, exist_ok=True)
     if os.path.exists(stamp):
         os.remove(stamp)
-
-    def run(command):
-        return command, subprocess.run(command, capture_output=True, text=True, timeout=600)
-
-    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-        results = list(pool.map(run, [job[0] for job in jobs]))
-    for command, result in results:
-        if log is not None and result.stderr:
-            log.write(result.stderr)
-        if result.returncode != 0:
-            raise RuntimeError("%s\n%s" % (" ".join(command), result.stderr[-6000:]))
+    _run_jobs(jobs, log)
     _copy_package(installed, os.path.join(build_base, "mpsnorm"))
     lib_dir = os.path.join(runtime_prefix, "lib")
     link = (["clang", "-shared", "-o", library] + [job[1] for job in jobs] + link_flags +
@@ -169,6 +197,33 @@ def build(variant="plain", objc_dir=None, build_base=None, runtime_prefix=None, 
     with open(stamp, "w") as saved:
         saved.write(fingerprint)
     return build_base
+
+
+def build_program(source, output, variant="thread", objc_dir=None, runtime_prefix=None,
+                  log=None):
+    """Links the library's objects for `variant` (as build() compiles them, the fakes
+    included) with the C program `source` into the executable `output`: for
+    ThreadSanitizer, whose runtime must be linked into the program."""
+    runtime_prefix = _runtime_prefix(runtime_prefix)
+    compile_flags, link_flags = VARIANTS[variant]
+    compile_flags = [f for f in compile_flags if not f.startswith("-shared-lib")]
+    link_flags = [f for f in link_flags if not f.startswith("-shared-lib")]
+    jobs = _compile_jobs(objc_dir, compile_flags, OBJECTS)
+    command = (["clang", "-c"] + COMMON + INCLUDES + ["-std=c99", "-O1"] + compile_flags +
+               [source])
+    program_object = os.path.join(os.path.dirname(os.path.abspath(output)),
+                                  os.path.basename(output) + ".o")
+    os.makedirs(OBJECTS, exist_ok=True)
+    if os.path.exists(program_object):
+        os.remove(program_object)
+    _run_jobs(jobs + [(command + ["-o", program_object], program_object)], log)
+    lib_dir = os.path.join(runtime_prefix, "lib")
+    link = (["clang", "-o", output, program_object] + [job[1] for job in jobs] + link_flags +
+            ["-L" + lib_dir, "-lobjc", "-lm", "-lpthread", "-Wl,-rpath," + lib_dir])
+    result = subprocess.run(link, capture_output=True, text=True, timeout=600)
+    if result.returncode != 0:
+        raise RuntimeError("%s\n%s" % (" ".join(link), result.stderr[-6000:]))
+    return output
 
 
 def main():

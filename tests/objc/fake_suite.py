@@ -273,6 +273,22 @@ def test_one_state_for_the_batch_when_mps_reuses_it():
     assert FAKE.counts()["gradient_states"] == 1
 
 
+@pytest.mark.parametrize("gradient", [False, True], ids=["forward", "gradient"])
+def test_epsilon_changes_with_the_same_gamma(gradient):
+    """The cached kernel (same gamma and beta) takes each call's epsilon."""
+    case = Case("inorm_gradient" if gradient else "inorm_forward")
+    kernel = case.make("metal")
+    for epsilon in (1e-5, 0.5, 4.0):
+        kernel.epsilon = epsilon
+        results = case.call(kernel)
+        expected = (ref.inorm_gradient(case.dy, case.x, GAMMA, epsilon=epsilon) if gradient
+                    else [ref.inorm_forward(case.x, GAMMA, BETA, epsilon=epsilon)])
+        for got, want in zip(results, expected):
+            assert_close(got, want, np.float32, scale_from=(case.dy if gradient else case.x,),
+                         what="epsilon %g" % epsilon)
+    assert FAKE.counts()["kernels"] == (2 if gradient else 1)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float16], ids=["float32", "float16"])
 @pytest.mark.parametrize("layout", ref.LAYOUTS)
 @pytest.mark.parametrize("name", KERNELS)

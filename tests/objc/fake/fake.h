@@ -57,6 +57,15 @@ NSError *fake_error(NSString *description);
  * for encoding (Metal asserts otherwise; the fake raises). */
 void fake_encode(id<MTLCommandBuffer> command_buffer, id<FakeGPUCommand> command);
 
+/* A managed resource: a CPU and a GPU copy. */
+@protocol FakeManaged <NSObject>
+/* GPU side: makes the CPU's copy equal to the GPU's (a synchronization). */
+- (void)fakeGPUSynchronize;
+@end
+
+/* The command that synchronizes a managed resource when the GPU runs it. */
+id<FakeGPUCommand> fake_synchronization(id<FakeManaged> resource);
+
 /* A new MTLBuffer of `length` bytes in `mode`, its contents poisoned. */
 id<MTLBuffer> fake_buffer(NSUInteger length, MTLStorageMode mode);
 /* The GPU's copy of a fake buffer (the CPU's for shared storage). */
@@ -64,15 +73,13 @@ void *fake_buffer_gpu_contents(id<MTLBuffer> buffer);
 
 /* ---- MPS extras ------------------------------------------------------------ */
 
-@interface MPSImage (FakeGPU)
+@interface MPSImage (FakeGPU) <FakeManaged>
 @property (readonly) NSUInteger fakeWidth, fakeHeight, fakeChannels;
 @property (readonly) MPSImageFeatureChannelFormat fakeFormat;
 /* GPU side: the image's texels as one contiguous C x H x W plane set of its
  * channel format's elements (float or half bits), in and out. */
 - (void)fakeGPURead:(void *)planes;
 - (void)fakeGPUWrite:(const void *)planes;
-/* GPU side: makes the CPU's copy equal to the GPU's (synchronization). */
-- (void)fakeGPUSynchronize;
 @end
 
 #pragma clang assume_nonnull end

@@ -21,10 +21,9 @@
 
 /* ---- buffers -------------------------------------------------------------- */
 
-@interface FakeMTLBuffer : NSObject <MTLBuffer>
+@interface FakeMTLBuffer : NSObject <MTLBuffer, FakeManaged>
 - (instancetype)initWithLength:(NSUInteger)length mode:(MTLStorageMode)mode;
 - (void *)gpuContents;
-- (void)synchronizeForCPU; /* GPU side: the CPU's copy becomes the GPU's */
 @end
 
 /* New memory as the GPU leaves it: here NaN in float32 and float16. */
@@ -82,7 +81,7 @@ static void *poisoned(NSUInteger length)
     return _mode == MTLStorageModeShared ? _cpu : _gpu;
 }
 
-- (void)synchronizeForCPU
+- (void)fakeGPUSynchronize
 {
     if (_mode == MTLStorageModeManaged)
         memcpy(_cpu, _gpu, _length);
@@ -189,28 +188,33 @@ __attribute__((visibility("default"))) void mpsnorm_fake_metal_wait_idle(void)
 - (instancetype)initWithCommandBuffer:(FakeMTLCommandBuffer *)buffer;
 @end
 
-/* A synchronizeResource: of a managed buffer, as the GPU runs it. */
-@interface FakeSynchronizeBuffer : NSObject <FakeGPUCommand>
-- (instancetype)initWithBuffer:(FakeMTLBuffer *)buffer;
+/* A synchronization of a managed resource, as the GPU runs it. */
+@interface FakeSynchronization : NSObject <FakeGPUCommand>
+- (instancetype)initWithResource:(id<FakeManaged>)resource;
 @end
 
-@implementation FakeSynchronizeBuffer {
-    FakeMTLBuffer *_buffer;
+@implementation FakeSynchronization {
+    id<FakeManaged> _resource;
 }
 
-- (instancetype)initWithBuffer:(FakeMTLBuffer *)buffer
+- (instancetype)initWithResource:(id<FakeManaged>)resource
 {
     self = [super init];
-    _buffer = buffer;
+    _resource = resource;
     return self;
 }
 
 - (void)runOnGPU
 {
-    [_buffer synchronizeForCPU];
+    [_resource fakeGPUSynchronize];
 }
 
 @end
+
+id<FakeGPUCommand> fake_synchronization(id<FakeManaged> resource)
+{
+    return [[FakeSynchronization alloc] initWithResource:resource];
+}
 
 static void pause_ms(int64_t milliseconds)
 {
@@ -400,7 +404,7 @@ void fake_encode(id<MTLCommandBuffer> command_buffer, id<FakeGPUCommand> command
     if ([resource storageMode] != MTLStorageModeManaged)
         fake_raise("synchronizeResource: the resource's storage mode is not managed");
     fake_count(FAKE_COUNT_buffer_synchronizations, 1);
-    [_buffer addBlitCommand:[[FakeSynchronizeBuffer alloc] initWithBuffer:(FakeMTLBuffer *)resource]];
+    [_buffer addBlitCommand:fake_synchronization((FakeMTLBuffer *)resource)];
 }
 
 - (void)endEncoding

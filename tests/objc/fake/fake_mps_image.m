@@ -91,11 +91,6 @@ BOOL MPSSupportsMTLDevice(id<MTLDevice> device)
 
 /* ---- images --------------------------------------------------------------- */
 
-/* The GPU side of synchronizeOnCommandBuffer:. */
-@interface FakeSynchronizeImage : NSObject <FakeGPUCommand>
-- (instancetype)initWithImage:(MPSImage *)image;
-@end
-
 
 @implementation MPSImage {
     MPSImageFeatureChannelFormat _format;
@@ -225,7 +220,7 @@ BOOL MPSSupportsMTLDevice(id<MTLDevice> device)
 - (void)synchronizeOnCommandBuffer:(id<MTLCommandBuffer>)commandBuffer
 {
     fake_count(FAKE_COUNT_image_synchronizations, 1);
-    fake_encode(commandBuffer, [[FakeSynchronizeImage alloc] initWithImage:self]);
+    fake_encode(commandBuffer, fake_synchronization(self));
 }
 
 @end
@@ -276,24 +271,6 @@ BOOL MPSSupportsMTLDevice(id<MTLDevice> device)
     [self allocateStorage];
     memcpy(_cpu, _gpu, _bytes);
     _gpuWroteSinceSync = NO;
-}
-
-@end
-
-@implementation FakeSynchronizeImage {
-    MPSImage *_image;
-}
-
-- (instancetype)initWithImage:(MPSImage *)image
-{
-    self = [super init];
-    _image = image;
-    return self;
-}
-
-- (void)runOnGPU
-{
-    [_image fakeGPUSynchronize];
 }
 
 @end
