@@ -13,17 +13,21 @@ each in a fresh interpreter with that build first on PYTHONPATH:
 Heavy (MPSNORM_TEST_FULL=1): both again under AddressSanitizer, UBSan and LeakSanitizer
 (leaks in the library's own code fail); the thread test with 200 calls per thread; a C
 program of 8 threads sharing an engine under ThreadSanitizer (Python cannot load its runtime
-on this kernel, a whole instrumented program can); deliberately broken copies of objc/ that
-the suites must fail, and planted bugs the sanitizers must report.
+on this kernel, a whole instrumented program can); the lines of objc/ the suites run (clang's
+source coverage); deliberately broken copies of objc/ that the suites must fail, and planted
+bugs the sanitizers must report.
 
 The runtime is found as tests/objc/runtime.py says (MPSNORM_OBJC_RUNTIME, build/objc-runtime,
 pkg-config); where it is absent these tests skip with that reason, except with CI set on
 Linux (.ci/run builds it), where they fail.
 """
+import glob
 import importlib.util
+import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 
 import pytest
@@ -213,6 +217,51 @@ def test_threads_under_thread_sanitizer(tmp_path, runtime_prefix):
     assert not report, output[max(0, report.start() - 2000):report.start() + 6000]
     assert status == 0, output[-4000:]
     assert output.strip().splitlines()[-1] == "8 passed, 0 failed", output[-4000:]
+
+
+def llvm_tool(name):
+    """llvm-profdata / llvm-cov of the clang in use (Debian names them with the version)."""
+    version = os.popen("clang -dumpversion").read().strip().split(".")[0]
+    return shutil.which(name) or shutil.which("%s-%s" % (name, version))
+
+
+# objc/ functions no run here can reach: the answer on macOS older than 10.13.4.
+UNREACHABLE_FUNCTIONS = {"mpsnorm_objc_fail_old_macos"}
+
+
+@pytest.mark.heavy
+def test_objc_line_coverage(tmp_path, runtime_prefix):
+    """Both suites run every function of objc/ (but the old-macOS answer) and at least 90%
+    of its lines; what stays unrun is out-of-memory handling and internal-error guards."""
+    profdata, cov = llvm_tool("llvm-profdata"), llvm_tool("llvm-cov")
+    if profdata is None or cov is None:
+        unavailable("llvm-profdata and llvm-cov are not installed (Debian package llvm)")
+    path = build("coverage", runtime_prefix)
+    status, output, summary = run_pytest(
+        ["test_metal.py", "objc/fake_suite.py"],
+        suite_env(path, LLVM_PROFILE_FILE=str(tmp_path / "%p.profraw")))
+    assert status == 0, output[-6000:]
+    merged = str(tmp_path / "merged.profdata")
+    profiles = [str(p) for p in tmp_path.glob("*.profraw")]
+    result = subprocess.run([profdata, "merge", "-o", merged] + profiles, capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr
+    library = os.path.join(path, "mpsnorm", "libmpsnorm.so")
+    sources = sorted(glob.glob(os.path.join(OBJC, "*.m")))
+    result = subprocess.run([cov, "export", library, "-instr-profile=" + merged] + sources,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)["data"][0]
+    lines = {os.path.basename(f["filename"]): f["summary"]["lines"] for f in data["files"]}
+    unrun = sorted({fn["name"].split(":")[-1] for fn in data["functions"]
+                    if fn["count"] == 0 and fn["filenames"][0].startswith(OBJC + os.sep)})
+    print("\nobjc/ lines run by the suites: " + ", ".join(
+        "%s %d/%d" % (name, line["covered"], line["count"]) for name, line in sorted(
+            lines.items())))
+    assert set(unrun) <= UNREACHABLE_FUNCTIONS, unrun
+    covered = sum(line["covered"] for line in lines.values())
+    total = sum(line["count"] for line in lines.values())
+    assert covered >= 0.9 * total, (covered, total)
 
 
 # Deliberately broken copies of objc/: (name, file, text, replacement). Each must compile and

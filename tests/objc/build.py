@@ -57,6 +57,7 @@ VARIANTS = {
                  "-fno-omit-frame-pointer", "-g", "-shared-libasan"],
                 ["-fsanitize=address,undefined", "-shared-libasan"]),
     "thread": (["-fsanitize=thread", "-fno-omit-frame-pointer", "-g"], ["-fsanitize=thread"]),
+    "coverage": (["-fprofile-instr-generate", "-fcoverage-mapping"], ["-fprofile-instr-generate"]),
 }
 LIBRARY_FILE = "libmpsnorm.so"
 OUTPUT = os.path.join(REPO, "build", "fake-metal")

@@ -451,6 +451,8 @@ id<MTLDevice> MTLCreateSystemDefaultDevice(void)
 {
     if (fake_setting_value(FAKE_no_device))
         return nil;
+    if (fake_setting_value(FAKE_device_throws))
+        fake_raise("MTLCreateSystemDefaultDevice: no device (fake fault device_throws)");
     fake_count(FAKE_COUNT_devices, 1);
     return [[FakeMTLDevice alloc] init];
 }

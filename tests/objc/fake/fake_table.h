@@ -16,6 +16,7 @@
 /* X(name, default, what the fake does when it is set) */
 #define FAKE_SETTINGS(X)                                                                           \
     X(no_device, 0, "MTLCreateSystemDefaultDevice returns nil")                                    \
+    X(device_throws, 0, "MTLCreateSystemDefaultDevice raises an NSException")                      \
     X(device_unsupported, 0, "MPSSupportsMTLDevice answers NO")                                    \
     X(no_command_queue, 0, "newCommandQueue returns nil")                                          \
     X(no_command_buffer, 0, "commandBuffer returns nil")                                           \
