@@ -21,6 +21,7 @@ import argparse
 import concurrent.futures
 import glob
 import hashlib
+import importlib.machinery
 import importlib.util
 import os
 import shutil
@@ -74,30 +75,39 @@ def package_dir():
     spec = importlib.util.find_spec("mpsnorm")
     if spec is None or not spec.origin:
         raise RuntimeError("mpsnorm is not importable: install it first (pip install -e .)")
-    return os.path.dirname(spec.origin)
+    folder = os.path.dirname(spec.origin)
+    modules = [name for name in os.listdir(folder)
+               if name.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))]
+    if not modules:
+        raise RuntimeError("the mpsnorm imported here (%s) has no compiled modules: build it "
+                           "first (pip install -e .)" % folder)
+    return folder
 
 
-def _headers_digest(objc_dir):
-    """Hash of every header a library source may include."""
-    folders = [os.path.join(REPO, "mpsnorm", d) for d in ("include", "core", "cpu")]
-    folders += [HERE, os.path.join(HERE, "fake"), objc_dir or os.path.join(REPO, "objc")]
+def _headers_digest(folders):
+    """Hash of the headers in these folders (names and contents)."""
     digest = hashlib.sha256()
-    for path in sorted(p for folder in folders for p in glob.glob(os.path.join(folder, "*.h"))):
-        with open(path, "rb") as handle:
-            digest.update(path.encode() + b"\0" + handle.read())
+    for folder in folders:
+        for path in sorted(glob.glob(os.path.join(folder, "*.h"))):
+            with open(path, "rb") as handle:
+                digest.update(os.path.basename(path).encode() + b"\0" + handle.read())
     return digest.hexdigest()
 
 
-def _compile_jobs(objc_dir, variant_flags, objects):
+def _compile_jobs(objc_dir, variant_flags, objects, objc_objects=None):
     """[(command, object)] for every source of the library with the fakes. An object's name
-    is the hash of its command, source and headers, so an unchanged one is compiled once."""
+    is the hash of its command, source and headers, so an unchanged one is compiled once.
+    The objects of a copy of objc/ go to objc_objects (beside that build, not the cache)."""
     plain_c = library_sources("kernels", "checks", "dispatch", "metal_route")
     metal = sorted(glob.glob(os.path.join(objc_dir, "*.m"))) if objc_dir else \
         library_sources("metal")
     if not metal:
         raise RuntimeError("no Objective-C sources (objc/*.m) to build")
-    objc_include = ["-I" + (objc_dir or os.path.join(REPO, "objc"))]
-    headers = _headers_digest(objc_dir)
+    objc_folder = objc_dir or os.path.join(REPO, "objc")
+    objc_include = ["-I" + objc_folder]
+    headers = _headers_digest([os.path.join(REPO, "mpsnorm", d) for d in
+                               ("include", "core", "cpu")] + [HERE, os.path.join(HERE, "fake")])
+    objc_headers = headers + _headers_digest([objc_folder])
     jobs = []
     for path in plain_c + metal + fake_sources():
         if path in plain_c:
@@ -107,11 +117,13 @@ def _compile_jobs(objc_dir, variant_flags, objects):
         else:
             flags = ["-std=c99", "-O1", "-Werror"] if path.endswith(".c") else FAKE_FLAGS
         command = ["clang", "-c"] + COMMON + INCLUDES + flags + variant_flags + [path]
-        digest = hashlib.sha256(("\0".join(command) + headers).encode())
+        digest = hashlib.sha256(("\0".join(command) +
+                                 (objc_headers if path in metal else headers)).encode())
         with open(path, "rb") as handle:
             digest.update(handle.read())
-        target = os.path.join(objects, "%s-%s.o" % (os.path.basename(path),
-                                                     digest.hexdigest()[:20]))
+        folder = objc_objects if objc_dir and objc_objects and path in metal else objects
+        target = os.path.join(folder, "%s-%s.o" % (os.path.basename(path),
+                                                    digest.hexdigest()[:20]))
         jobs.append((command + ["-o", target], target))
     return jobs
 
@@ -171,7 +183,7 @@ def build(variant="plain", objc_dir=None, build_base=None, runtime_prefix=None, 
     name = variant if objc_dir is None else "%s-%s" % (variant, os.path.basename(objc_dir))
     build_base = os.path.abspath(build_base or os.path.join(OUTPUT, name))
     compile_flags, link_flags = VARIANTS[variant]
-    jobs = _compile_jobs(objc_dir, compile_flags, OBJECTS)
+    jobs = _compile_jobs(objc_dir, compile_flags, OBJECTS, os.path.join(build_base, "objects"))
     installed = package_dir()
     package_files = [p for p in glob.glob(os.path.join(installed, "*")) if os.path.isfile(p)]
     library = os.path.join(build_base, "mpsnorm", LIBRARY_FILE)
@@ -183,7 +195,7 @@ def build(variant="plain", objc_dir=None, build_base=None, runtime_prefix=None, 
             if saved.read() == fingerprint:
                 return build_base
     os.makedirs(OBJECTS, exist_ok=True)
-    os.makedirs(build_base, exist_ok=True)
+    os.makedirs(os.path.join(build_base, "objects"), exist_ok=True)
     if os.path.exists(stamp):
         os.remove(stamp)
     _run_jobs(jobs, log)
@@ -209,11 +221,11 @@ def build_program(source, output, variant="thread", objc_dir=None, runtime_prefi
     compile_flags, link_flags = VARIANTS[variant]
     compile_flags = [f for f in compile_flags if not f.startswith("-shared-lib")]
     link_flags = [f for f in link_flags if not f.startswith("-shared-lib")]
-    jobs = _compile_jobs(objc_dir, compile_flags, OBJECTS)
+    output_folder = os.path.dirname(os.path.abspath(output))
+    jobs = _compile_jobs(objc_dir, compile_flags, OBJECTS, output_folder)
     command = (["clang", "-c"] + COMMON + INCLUDES + ["-std=c99", "-O1"] + compile_flags +
                [source])
-    program_object = os.path.join(os.path.dirname(os.path.abspath(output)),
-                                  os.path.basename(output) + ".o")
+    program_object = os.path.join(output_folder, os.path.basename(output) + ".o")
     os.makedirs(OBJECTS, exist_ok=True)
     if os.path.exists(program_object):
         os.remove(program_object)

@@ -82,7 +82,7 @@ def find_runtime():
                   "tests/objc/runtime.py` or set MPSNORM_OBJC_RUNTIME=<prefix>")
 
 
-def build(prefix=DEFAULT_PREFIX, tarball=None, log=sys.stderr):
+def build(prefix=DEFAULT_PREFIX, tarball=None, log=None):
     """Builds libobjc2 into prefix (or keeps the one built there from the same tarball);
     returns the prefix. Raises RuntimeError saying what is missing or what failed."""
     tarball = tarball or find_tarball()
@@ -138,7 +138,7 @@ def main():
     parser.add_argument("--tarball")
     options = parser.parse_args()
     try:
-        print(build(options.prefix, options.tarball))
+        print(build(options.prefix, options.tarball, log=None))
     except RuntimeError as error:
         sys.exit("tests/objc/runtime.py: %s" % error)
 
