@@ -290,6 +290,17 @@ MUTANTS = [
     ("status_not_checked", "metal_context.m",
      "if (status == MTLCommandBufferStatusCompleted)", "if (1)"),
     ("no_wait", "metal_context.m", "    [command_buffer waitUntilCompleted];\n", ""),
+    ("lock_held_across_the_wait", "metal_lcn.m",
+     "    } @finally {\n        mpsnorm_objc_unlock(call->cache);\n    }\n"
+     "    if (status != MPSNORM_OK)\n        return status;\n\n"
+     "    mpsnorm_objc_synchronize(destinations, command_buffer);\n"
+     "    status = mpsnorm_objc_commit_and_wait(command_buffer, what, message, size);\n",
+     "    } @finally {\n        if (status != MPSNORM_OK)\n"
+     "            mpsnorm_objc_unlock(call->cache);\n    }\n"
+     "    if (status != MPSNORM_OK)\n        return status;\n\n"
+     "    mpsnorm_objc_synchronize(destinations, command_buffer);\n"
+     "    status = mpsnorm_objc_commit_and_wait(command_buffer, what, message, size);\n"
+     "    mpsnorm_objc_unlock(call->cache);\n"),
 ]
 
 
@@ -310,7 +321,7 @@ def test_broken_objc_fails_the_suites(mutant, tmp_path, runtime_prefix):
     path = build("plain", runtime_prefix, objc_dir=objc_dir,
                  build_base=str(tmp_path / mutant[0] / "build"))
     status, output, summary = run_pytest(["test_metal.py", "objc/fake_suite.py", "-x"],
-                                         suite_env(path), timeout=300)
+                                         suite_env(path), timeout=180)
     print("\n%s: %s" % (mutant[0], summary))
     assert status != 0, "the suites passed with objc/ broken (%s)" % mutant[0]
     assert "failed" in summary or status == "timeout", output[-4000:]

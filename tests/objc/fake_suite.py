@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -368,6 +369,40 @@ def test_gil_is_released_while_the_gpu_runs():
         helper.join()
     assert seen_waiting == [1]
     case.check(results, "after the GPU was released")
+
+
+def test_engine_lock_is_not_held_during_the_gpu_wait():
+    """While one call waits for the GPU (held by the fake), a second call on the same kernel
+    object (same engine cache and lock) gets through encoding and commits."""
+    case = Case("lcn_gradient")
+    kernel = case.make("metal")
+    results = {}
+
+    def call(name):
+        results[name] = case.call(kernel)
+
+    def wait_for(counter, value):
+        deadline = time.monotonic() + 20
+        while FAKE.get(counter) < value and time.monotonic() < deadline:
+            time.sleep(0.001)
+        return FAKE.get(counter) >= value
+
+    FAKE.set("gpu_hold_ms", 30000)
+    first = threading.Thread(target=call, args=("first",))
+    second = threading.Thread(target=call, args=("second",))
+    try:
+        first.start()
+        held = wait_for("waiting", 1)
+        second.start()
+        both_committed = wait_for("commits", 2)
+    finally:
+        FAKE.set("gpu_hold_ms", 0)
+        first.join()
+        second.join()
+    assert held, "the first call never reached waitUntilCompleted"
+    assert both_committed, "the second call could not commit while the first one waited"
+    for name in ("first", "second"):
+        case.check(results[name], name + " call")
 
 
 def test_threads_share_one_engine():
