@@ -31,6 +31,11 @@ class FakeMetal:
             table = self.settings if is_setting.value else self.counters
             table[name.decode()] = doc.value.decode()
             index += 1
+        # the fake ignores names it does not know in MPSNORM_FAKE_METAL; a typo fails here
+        for entry in filter(None, os.environ.get("MPSNORM_FAKE_METAL", "").split(",")):
+            if entry.split("=")[0] not in self.settings:
+                raise KeyError("MPSNORM_FAKE_METAL names %r, which is no setting of the fake "
+                               "(it has %s)" % (entry, sorted(self.settings)))
 
     def set(self, name, value=1):
         if self._lib.mpsnorm_fake_metal_set(name.encode(), int(value)) != 0:

@@ -56,7 +56,7 @@ static int setting_index(const char *name, size_t length)
 }
 
 /* Defaults, then MPSNORM_FAKE_METAL="name=value,name=value" (unknown names are ignored
- * here; fake_metal.py checks them). */
+ * here; tests/objc/fake_metal.py refuses them). */
 static void load_settings(void)
 {
     for (int i = 0; i < SETTING_COUNT; i++)
