@@ -45,7 +45,9 @@ def library_extension():
     compile_args = ["-O3", "-fvisibility=hidden", "-Wall", "-Wextra"]
     link_args = []
     if MACOS:
-        compile_args += ["-fobjc-arc"]
+        # -fobjc-arc-exceptions: ARC releases the objects of the frames an Objective-C
+        # exception unwinds, which objc/ catches (mpsnorm_objc_guard) and returns as a status.
+        compile_args += ["-fobjc-arc", "-fobjc-arc-exceptions"]
         link_args += ["-Wl,-install_name,@rpath/" + LIBRARY_FILE]
         for framework in ("Foundation", "Metal", "MetalPerformanceShaders", "CoreGraphics"):
             link_args += ["-framework", framework]

@@ -76,7 +76,9 @@ int mpsnorm_objc_fail_old_macos(const char *where, char *_Nullable message, size
  * Runs body(context, message, size) inside @autoreleasepool and @try: an
  * Objective-C exception thrown by Metal or MPS becomes
  * MPSNORM_ERR_BACKEND_FAILURE with the exception's reason in message, so none
- * ever crosses the C ABI.
+ * ever crosses the C ABI. objc/ is compiled with -fobjc-arc-exceptions
+ * (setup.py): without it ARC would leave every object of the frames the
+ * exception unwinds (a call's images, buffers, states) retained forever.
  */
 typedef int (*mpsnorm_objc_body)(void *context, char *_Nullable message, size_t size);
 int mpsnorm_objc_guard(const char *where, mpsnorm_objc_body body,

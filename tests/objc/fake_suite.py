@@ -1,0 +1,454 @@
+"""The Metal backend (objc/) against the fake Metal/MPS: faults, counters, the GIL, threads
+and leaks. It runs only inside the fake-Metal build (tests/objc/build.py), where
+tests/test_metal_fake.py starts it as `pytest tests/objc/fake_suite.py` with that build first
+on PYTHONPATH; the file's name keeps the regular run from collecting it.
+
+Every fault is one switch of the fake (tests/objc/fake/fake_table.h). Each test asserts what
+objc/ documents for it: MPSNORM_ERR_BACKEND_FAILURE (MPSNormError, whatever the backend
+asked) or MPSNORM_ERR_UNSUPPORTED (backend="auto" runs the call on the CPU and says so in
+last_backend; backend="metal" raises ValueError); outputs given with out= untouched after an
+error; no fake object left alive once the kernel object is gone; the same object right again
+once the fault is cleared. Expected values come from the float64 reference.
+"""
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import fake_metal
+import mpsnorm
+import reference as ref
+from mpsnorm import MPSNormError
+from reference import assert_close, random_array
+
+FAKE = fake_metal.loaded()
+SHAPE = (3, 5, 6, 7)  # N = 3 images, C = 5 channels: two texture slices per image
+THREAD_CALLS = int(os.environ.get("MPSNORM_FAKE_THREAD_CALLS", "20"))
+LCN = dict(alpha=0.7, beta=0.75, delta=0.05, p0=0.8, pm=0.1, ps=1.3)
+GAMMA = [1.5, -0.75, 0.3, 2.0, 0.5]
+BETA = [0.25, -1.0, 0.0, 0.5, 3.0]
+
+
+@pytest.fixture(autouse=True)
+def fake():
+    if FAKE is None:
+        pytest.fail("this file runs inside the fake-Metal build (tests/test_metal_fake.py "
+                    "starts it); mpsnorm here is %s" % mpsnorm.__file__)
+    mpsnorm.backends()  # the process-wide device and queue exist before anything is counted
+    FAKE.reset()
+    yield FAKE
+    FAKE.wait_idle()
+    FAKE.reset()
+
+
+# ---- the four kernels, their inputs, reference and output buffers -------------------------
+
+class Case:
+    """One kernel on SHAPE-sized float32 data: make(backend), inputs, float64 expectation."""
+
+    def __init__(self, name, seed=1, shape=SHAPE, dtype=np.float32, layout="NCHW"):
+        self.name = name
+        self.layout = layout
+        self.channels = ref.to_nchw(np.empty(shape), layout).shape[1]
+        rng = np.random.default_rng(seed)
+        self.dtype = dtype
+        self.x = random_array(rng, shape, dtype, -2.0, 3.0)
+        self.dy = random_array(rng, shape, dtype)
+        self.gradient = name.endswith("gradient")
+
+    def make(self, backend):
+        c, layout = self.channels, self.layout
+        gamma, beta = (GAMMA, BETA) if c == len(GAMMA) else (None, None)
+        if self.name == "lcn_forward":
+            return mpsnorm.LocalContrastNormalization(3, layout=layout, backend=backend, **LCN)
+        if self.name == "lcn_gradient":
+            return mpsnorm.LocalContrastNormalizationGradient(3, layout=layout, backend=backend,
+                                                              **LCN)
+        if self.name == "inorm_forward":
+            return mpsnorm.InstanceNormalization(c, gamma=gamma, beta=beta, layout=layout,
+                                                 backend=backend)
+        return mpsnorm.InstanceNormalizationGradient(c, gamma=gamma, layout=layout,
+                                                     backend=backend)
+
+    def expected(self):
+        gamma, beta = (GAMMA, BETA) if self.channels == len(GAMMA) else (None, None)
+        layout = self.layout
+        if self.name == "lcn_forward":
+            return [ref.lcn_forward(self.x, 3, 3, layout=layout, **LCN)]
+        if self.name == "lcn_gradient":
+            return [ref.lcn_gradient(self.dy, self.x, 3, 3, layout=layout, **LCN)]
+        if self.name == "inorm_forward":
+            return [ref.inorm_forward(self.x, gamma, beta, layout=layout)]
+        return list(ref.inorm_gradient(self.dy, self.x, gamma, layout=layout))
+
+    def outputs(self):
+        """Output buffers filled with a sentinel, as a call's keyword arguments."""
+        out = np.full(self.x.shape, ref.SENTINEL, self.dtype)
+        if self.name != "inorm_gradient":
+            return {"out": out}
+        channels = np.full(self.channels, ref.SENTINEL, np.float32)
+        return {"out": out, "out_gamma": channels, "out_beta": channels.copy()}
+
+    def call(self, kernel, **outputs):
+        result = kernel(self.dy, self.x, **outputs) if self.gradient else kernel(self.x, **outputs)
+        return list(result) if isinstance(result, tuple) else [result]
+
+    def check(self, results, what):
+        for got, want in zip(results, self.expected()):
+            assert_close(got, want, self.dtype, scale_from=(self.dy if self.gradient else self.x,),
+                         what="%s %s" % (self.name, what))
+
+
+KERNELS = ("lcn_forward", "lcn_gradient", "inorm_forward", "inorm_gradient")
+GRADIENTS = ("lcn_gradient", "inorm_gradient")
+INORM_GRADIENT = ("inorm_gradient",)
+
+
+def test_all_kernels_run_on_the_fake():
+    for name in KERNELS:
+        case = Case(name)
+        kernel = case.make("metal")
+        case.check(case.call(kernel), "on Metal")
+        assert kernel.last_backend == "metal"
+    counts = FAKE.counts()
+    assert counts["commits"] == counts["gpu_buffers_run"] == len(KERNELS)
+    assert counts["stale_reads"] == 0 and counts["unfilled_states"] == 0
+
+
+# ---- faults ----------------------------------------------------------------------------------
+
+N = SHAPE[0]
+# (switch, value, kernels it breaks, documented status, words of the message)
+FAULTS = [
+    ("lcn_forward_init_nil", 1, ("lcn_forward", "lcn_gradient"), "failure",
+     "could not create MPSCNNLocalContrastNormalization with a 3 x 3 kernel"),
+    ("lcn_gradient_init_nil", 1, ("lcn_gradient",), "failure",
+     "could not create MPSCNNLocalContrastNormalizationGradient"),
+    ("inorm_forward_init_nil", 1, ("inorm_forward", "inorm_gradient"), "failure",
+     "could not create MPSCNNInstanceNormalization for 5 channels"),
+    ("inorm_gradient_init_nil", 1, INORM_GRADIENT, "failure",
+     "could not create MPSCNNInstanceNormalizationGradient"),
+    ("result_state_nil", 1, GRADIENTS, "unsupported", "returned no gradient state"),
+    ("gradient_buffer_mode", 2, INORM_GRADIENT, "unsupported",
+     "gradientForGamma of image 0 is GPU-private"),
+    ("gradient_buffer_short", 1, INORM_GRADIENT, "unsupported",
+     "gradientForGamma of image 0 holds 16 bytes, fewer than 20"),
+    ("gradient_buffer_nil", 1, INORM_GRADIENT, "failure",
+     "the gradient state of image 0 has no gradientForGamma buffer"),
+    ("command_buffer_error", 1, KERNELS, "failure",
+     "the Metal command buffer did not complete (status 5): Internal error"),
+    ("encode_throws", 1, KERNELS, "failure",
+     "Metal raised an exception: MPSCNN"),
+    ("descriptor_nil", 1, KERNELS, "failure", "could not describe the MPS images"),
+    ("no_command_buffer", 1, KERNELS, "failure", "could not create a Metal command buffer"),
+    # the first image of each array a call makes: x or dy, then x, forward results, outputs
+    ("image_init_fails_at", 1, KERNELS, "failure", "could not create MPSImage 0 of 3"),
+    ("image_init_fails_at", N + 2, KERNELS, "failure", "could not create MPSImage 1 of 3"),
+    ("image_init_fails_at", 2 * N + 3, GRADIENTS, "failure", "could not create MPSImage 2 of 3"),
+    ("image_init_fails_at", 3 * N + 1, GRADIENTS, "failure", "could not create MPSImage 0 of 3"),
+]
+FAULT_CASES = [(switch, value, kernel, status, words)
+               for switch, value, kernels, status, words in FAULTS for kernel in KERNELS
+               if kernel in kernels]
+
+
+def fault_id(case):
+    return "%s=%d-%s" % (case[0], case[1], case[2])
+
+
+def assert_untouched(outputs):
+    for name, array in outputs.items():
+        assert np.all(array == ref.SENTINEL), "%s was written by a call that failed" % name
+
+
+@pytest.mark.parametrize("fault", FAULT_CASES, ids=[fault_id(c) for c in FAULT_CASES])
+@pytest.mark.parametrize("backend", ["metal", "auto"])
+def test_fault(fault, backend):
+    switch, value, name, status, words = fault
+    case = Case(name)
+    before = FAKE.live_objects()
+    kernel = case.make(backend)
+    assert kernel.backend == "metal"
+    outputs = case.outputs()
+    FAKE.set(switch, value)
+    if status == "unsupported" and backend == "auto":
+        results = case.call(kernel, **outputs)
+        assert kernel.last_backend == "cpu"
+        case.check(results, "after %s=%d, on the CPU" % (switch, value))
+    else:
+        error = MPSNormError if status == "failure" else ValueError
+        with pytest.raises(error) as raised:
+            case.call(kernel, **outputs)
+        message, kind = str(raised.value), type(raised.value)
+        del raised  # its traceback holds the kernel object
+        assert words in message, message
+        assert status == "failure" or kind is ValueError, kind
+        assert_untouched(outputs)
+    FAKE.reset()
+    case.check(case.call(kernel), "once %s is cleared" % switch)
+    assert kernel.last_backend == "metal"
+    del kernel
+    assert FAKE.live_objects() == before, "fake objects leaked by %s=%d" % (switch, value)
+
+
+@pytest.mark.parametrize("name", KERNELS)
+def test_faults_of_other_kernels_leave_this_one_alone(name):
+    for switch, value, kernels, _, _ in FAULTS:
+        if name in kernels or switch == "image_init_fails_at":
+            continue
+        FAKE.set(switch, value)
+        case = Case(name)
+        kernel = case.make("metal")
+        case.check(case.call(kernel), "with %s=%d" % (switch, value))
+        assert kernel.last_backend == "metal"
+        FAKE.reset()
+
+
+@pytest.mark.parametrize("switch", ["no_device", "device_throws", "device_unsupported",
+                                    "no_command_queue"])
+def test_no_usable_device_means_cpu(switch):
+    """The device is chosen once per process: a fresh interpreter with the switch set."""
+    program = r"""
+import numpy as np, mpsnorm, fake_metal, reference as ref
+fake = fake_metal.loaded()
+assert mpsnorm.backends() == ("cpu",), mpsnorm.backends()
+x = np.random.default_rng(1).uniform(-1, 1, (2, 5, 6, 7)).astype(np.float32)
+auto = mpsnorm.LocalContrastNormalization(3, alpha=1.0)
+assert auto.backend == "cpu", auto.backend
+ref.assert_close(auto(x), ref.lcn_forward(x, 3, 3, alpha=1.0), np.float32, (x,))
+assert auto.last_backend == "cpu"
+try:
+    mpsnorm.LocalContrastNormalization(3, backend="metal")
+except ValueError as error:
+    assert "not available" in str(error), error
+else:
+    raise AssertionError("backend='metal' was accepted without a device")
+fake.wait_idle()
+print("devices", fake.get("devices"), "live", fake.get("live_objects"), "commits",
+      fake.get("commits"))
+"""
+    env = dict(os.environ, MPSNORM_FAKE_METAL="%s=1" % switch)
+    here = os.path.dirname(os.path.abspath(__file__))
+    env["PYTHONPATH"] = os.pathsep.join([here, os.path.dirname(here)] +
+                                        env.get("PYTHONPATH", "").split(os.pathsep))
+    result = subprocess.run([sys.executable, "-c", program], env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    devices = 0 if switch in ("no_device", "device_throws") else 1
+    # a device that is not kept is released: nothing of the fake stays alive, nothing ran
+    assert result.stdout.split()[-6:] == ["devices", str(devices), "live", "0", "commits",
+                                          "0"], result.stdout
+
+
+# ---- behaviours objc/ must handle --------------------------------------------------------
+
+def test_managed_gradient_buffers_are_synchronized():
+    case = Case("inorm_gradient")
+    FAKE.set("gradient_buffer_mode", 1)  # MTLStorageModeManaged
+    kernel = case.make("metal")
+    case.check(case.call(kernel), "with managed gamma/beta gradient buffers")
+    counts = FAKE.counts()
+    assert counts["blit_encoders"] == 1 and counts["buffer_synchronizations"] == 2 * N
+
+
+def test_managed_buffers_without_a_blit_encoder_fail():
+    case = Case("inorm_gradient")
+    FAKE.set("gradient_buffer_mode", 1)
+    FAKE.set("no_blit_encoder", 1)
+    kernel = case.make("metal")
+    outputs = case.outputs()
+    with pytest.raises(MPSNormError, match="could not create a blit encoder"):
+        case.call(kernel, **outputs)
+    assert_untouched(outputs)
+
+
+def test_one_state_for_the_batch_when_mps_reuses_it():
+    case = Case("lcn_gradient")
+    FAKE.set("result_state_shared", 1)
+    kernel = case.make("metal")
+    case.check(case.call(kernel), "with a state reused across the batch")
+    assert FAKE.counts()["gradient_states"] == 1
+
+
+@pytest.mark.parametrize("gradient", [False, True], ids=["forward", "gradient"])
+def test_epsilon_changes_with_the_same_gamma(gradient):
+    """The cached kernel (same gamma and beta) takes each call's epsilon."""
+    case = Case("inorm_gradient" if gradient else "inorm_forward")
+    kernel = case.make("metal")
+    for epsilon in (1e-5, 0.5, 4.0):
+        kernel.epsilon = epsilon
+        results = case.call(kernel)
+        expected = (ref.inorm_gradient(case.dy, case.x, GAMMA, epsilon=epsilon) if gradient
+                    else [ref.inorm_forward(case.x, GAMMA, BETA, epsilon=epsilon)])
+        for got, want in zip(results, expected):
+            assert_close(got, want, np.float32, scale_from=(case.dy if gradient else case.x,),
+                         what="epsilon %g" % epsilon)
+    assert FAKE.counts()["kernels"] == (2 if gradient else 1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16], ids=["float32", "float16"])
+@pytest.mark.parametrize("layout", ref.LAYOUTS)
+@pytest.mark.parametrize("name", KERNELS)
+def test_counts_per_call(name, layout, dtype):
+    """What one call moves: every input image written once, every output read once, one
+    command buffer, and (gradients) a forward pass with one state per image."""
+    n, c, h, w = 4, 6, 5, 3
+    case = Case(name, shape=ref.layout_shape((n, c, h, w), layout, 4), dtype=dtype,
+                layout=layout)
+    kernel = case.make("metal")
+    FAKE.reset()
+    case.check(case.call(kernel), "%s %s" % (layout, np.dtype(dtype).name))
+    counts = FAKE.counts()
+    item = np.dtype(dtype).itemsize
+    image = c * h * w * item
+    inputs = 2 if case.gradient else 1
+    images = n * (inputs + 1 + (1 if case.gradient else 0))
+    slices = (c + 3) // 4
+    expected = {
+        "images": images, "textures": images, "texture_bytes": images * slices * h * w * 4 * item,
+        "bytes_written": n * inputs * image, "bytes_read": n * image, "stale_reads": 0,
+        "encodes": n * (2 if case.gradient else 1),
+        "gradient_states": n if case.gradient else 0, "unfilled_states": 0,
+        "command_buffers": 1, "commits": 1, "waits": 1, "blit_encoders": 0,
+        "image_synchronizations": n, "gpu_buffers_run": 1,
+    }
+    assert {key: counts[key] for key in expected} == expected
+
+
+def test_counts_of_one_lcn_gradient_call(capsys):
+    """The figures the Metal performance work starts from: one (8, 16, 64, 64) float32 LCN
+    gradient call, kernels already made."""
+    rng = np.random.default_rng(2)
+    x = random_array(rng, (8, 16, 64, 64), np.float32)
+    dy = random_array(rng, (8, 16, 64, 64), np.float32)
+    kernel = mpsnorm.LocalContrastNormalizationGradient(5, backend="metal", alpha=1.0)
+    kernel(dy, x)
+    FAKE.reset()
+    dx = kernel(dy, x)
+    counts = FAKE.counts()
+    assert_close(dx, ref.lcn_gradient(dy, x, 5, 5, alpha=1.0), np.float32, scale_from=(dy,),
+                 what="LCN gradient (8, 16, 64, 64)")
+    tensor = 8 * 16 * 64 * 64 * 4
+    assert counts["images"] == counts["textures"] == 32
+    assert counts["texture_bytes"] == 4 * tensor  # 16 channels = 4 full slices
+    assert counts["bytes_written"] == 2 * tensor and counts["bytes_read"] == tensor
+    assert counts["command_buffers"] == 1 and counts["blit_encoders"] == 0
+    assert counts["kernels"] == 0 and counts["encodes"] == 16
+    with capsys.disabled():
+        print("\none (8, 16, 64, 64) float32 LCN gradient call on the fake: " +
+              ", ".join("%s %d" % item for item in sorted(counts.items())
+                        if item[0] not in ("live_objects", "waiting")))
+
+
+# ---- the GIL, threads, leaks ----------------------------------------------------------------
+
+def test_gil_is_released_while_the_gpu_runs():
+    """The fake GPU holds the command buffer until another Python thread releases it (or
+    fails it after 20 s): that thread can run only if the call waits without the GIL."""
+    case = Case("lcn_gradient")
+    kernel = case.make("metal")
+    seen_waiting = []
+
+    def release():
+        while FAKE.get("waiting") == 0:
+            pass
+        seen_waiting.append(FAKE.get("waiting"))
+        FAKE.set("gpu_hold_ms", 0)
+
+    FAKE.set("gpu_hold_ms", 20000)
+    helper = threading.Thread(target=release)
+    helper.start()
+    try:
+        results = case.call(kernel)
+    finally:
+        FAKE.set("gpu_hold_ms", 0)
+        helper.join()
+    assert seen_waiting == [1]
+    case.check(results, "after the GPU was released")
+
+
+def test_engine_lock_is_not_held_during_the_gpu_wait():
+    """While one call waits for the GPU (held by the fake), a second call on the same kernel
+    object (same engine cache and lock) gets through encoding and commits."""
+    case = Case("lcn_gradient")
+    kernel = case.make("metal")
+    results = {}
+
+    def call(name):
+        results[name] = case.call(kernel)
+
+    def wait_for(counter, value):
+        deadline = time.monotonic() + 20
+        while FAKE.get(counter) < value and time.monotonic() < deadline:
+            time.sleep(0.001)
+        return FAKE.get(counter) >= value
+
+    FAKE.set("gpu_hold_ms", 30000)
+    first = threading.Thread(target=call, args=("first",))
+    second = threading.Thread(target=call, args=("second",))
+    try:
+        first.start()
+        held = wait_for("waiting", 1)
+        second.start()
+        both_committed = wait_for("commits", 2)
+    finally:
+        FAKE.set("gpu_hold_ms", 0)
+        first.join()
+        second.join()
+    assert held, "the first call never reached waitUntilCompleted"
+    assert both_committed, "the second call could not commit while the first one waited"
+    for name in ("first", "second"):
+        case.check(results[name], name + " call")
+
+
+def test_threads_share_one_engine():
+    """8 threads, one kernel object each kind (one Metal engine and cache each), every
+    result bit-equal to the serial one."""
+    rng = np.random.default_rng(4)
+    kinds = {
+        "lcn_gradient": mpsnorm.LocalContrastNormalizationGradient(5, backend="metal", **LCN),
+        "inorm_gradient": mpsnorm.InstanceNormalizationGradient(SHAPE[1], gamma=GAMMA,
+                                                                backend="metal"),
+    }
+    inputs = [(random_array(rng, SHAPE, np.float32), random_array(rng, SHAPE, np.float32))
+              for _ in range(8)]
+    serial = {name: [kernel(dy, x) for dy, x in inputs] for name, kernel in kinds.items()}
+    failures = []
+
+    def work(i):
+        dy, x = inputs[i]
+        for call in range(THREAD_CALLS):
+            name = ("lcn_gradient", "inorm_gradient")[(i + call) % 2]
+            got = kinds[name](dy, x)
+            want = serial[name][i]
+            for a, b in zip(got if isinstance(got, tuple) else (got,),
+                            want if isinstance(want, tuple) else (want,)):
+                if a.tobytes() != b.tobytes():
+                    failures.append((i, call, name))
+
+    FAKE.reset()
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    counts = FAKE.counts()
+    assert counts["commits"] == counts["gpu_buffers_run"] == 8 * THREAD_CALLS
+    assert counts["stale_reads"] == 0 and counts["unfilled_states"] == 0
+
+
+def test_no_fake_object_outlives_its_kernel():
+    before = FAKE.live_objects()
+    for name in KERNELS:
+        for dtype in (np.float32, np.float16):
+            case = Case(name, dtype=dtype)
+            kernel = case.make("metal")
+            case.check(case.call(kernel), "leak run")
+            case.check(case.call(kernel, **case.outputs()), "leak run with out=")
+            del kernel
+    assert FAKE.live_objects() == before
