@@ -279,3 +279,17 @@ def test_large_magnitudes_low_precision(dtype):
     check_gradient(dyv, xv, dyv, xv, dtype, 3, 3, "NCHW", PARAM_SETS["alpha1"])
     check_gradient(dyv, xv, dyv, xv, dtype, 4, 2, "NCHW", dict(alpha=1.0, beta=1.0, delta=1.0))
     check_gradient(dyv, xv, dyv, xv, dtype, 5, 5, "NCHW", dict(alpha=0.0, delta=4.0))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16], ids=["float32", "float16"])
+def test_one_pixel_window_on_large_mean_planes(dtype):
+    """A 1x1 window has no variance: T = delta, and the alpha term of the gradient is 0,
+    although its two halves are large where delta is small and the planes' mean is large
+    (here about 1500 times dY each, against a result of about 2 times dY)."""
+    rng = np.random.default_rng(77)
+    x = (40.0 + 4.0 * rng.uniform(-1, 1, (2, 3, 9, 11))).astype(dtype)
+    dy = rng.uniform(-1, 1, x.shape).astype(dtype)
+    params = dict(alpha=0.7, beta=0.75, delta=0.05, p0=0.8, pm=0.1, ps=1.3)
+    dx = mpsnorm.LocalContrastNormalizationGradient(1, **params)(dy, x)
+    expected = ref.lcn_gradient(dy, x, 1, **params)
+    assert_close(dx, expected, dtype, scale_from=(dy,), what="1x1 gradient, mean 40")

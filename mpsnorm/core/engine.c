@@ -13,7 +13,7 @@
 struct mpsnorm_engine {
     int32_t requested; /* as asked: AUTO, CPU or METAL */
     int32_t backend;   /* resolved: CPU or METAL */
-    mpsnorm_metal_cache *metal;
+    mpsnorm_metal_binding *metal;
 };
 
 int mpsnorm_backend_available(int backend)
@@ -49,7 +49,7 @@ int mpsnorm_engine_create(int requested, mpsnorm_engine **engine)
     created->requested = requested;
     created->backend = backend;
     if (backend == MPSNORM_BACKEND_METAL) {
-        int status = mpsnorm_metal_cache_create(&created->metal);
+        int status = mpsnorm_metal_binding_create(&created->metal);
         if (status != MPSNORM_OK) {
             free(created);
             return status;
@@ -63,8 +63,7 @@ void mpsnorm_engine_free(mpsnorm_engine *engine)
 {
     if (engine == NULL)
         return;
-    if (engine->metal != NULL)
-        mpsnorm_metal_cache_free(engine->metal);
+    mpsnorm_metal_binding_free(engine->metal);
     free(engine);
 }
 

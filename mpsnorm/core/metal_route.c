@@ -29,7 +29,9 @@
  *    the caller's float32 vectors.
  */
 #include <assert.h>
+#include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "metal_route.h"
@@ -38,6 +40,71 @@
 
 #define MPSNORM_METAL_MAX_SIDE 16384
 #define MPSNORM_METAL_MAX_CHANNELS 8192
+
+/* ---- an engine's binding ---------------------------------------------------- */
+
+struct mpsnorm_metal_binding {
+    mpsnorm_metal_cache *cache;
+    pthread_mutex_t lock; /* guards the refusals */
+    struct {
+        int refused;
+        char reason[MPSNORM_MESSAGE_SIZE];
+    } classes[MPSNORM_METAL_CLASS_COUNT];
+};
+
+int mpsnorm_metal_binding_create(mpsnorm_metal_binding **binding)
+{
+    mpsnorm_metal_binding *created = calloc(1, sizeof *created);
+    int status;
+    *binding = NULL;
+    if (created == NULL)
+        return MPSNORM_ERR_OUT_OF_MEMORY;
+    if (pthread_mutex_init(&created->lock, NULL) != 0) {
+        free(created);
+        return MPSNORM_ERR_OUT_OF_MEMORY;
+    }
+    status = mpsnorm_metal_cache_create(&created->cache);
+    if (status != MPSNORM_OK) {
+        pthread_mutex_destroy(&created->lock);
+        free(created);
+        return status;
+    }
+    *binding = created;
+    return MPSNORM_OK;
+}
+
+void mpsnorm_metal_binding_free(mpsnorm_metal_binding *binding)
+{
+    if (binding == NULL)
+        return;
+    mpsnorm_metal_cache_free(binding->cache);
+    pthread_mutex_destroy(&binding->lock);
+    free(binding);
+}
+
+/* UNSUPPORTED with the reason if this engine's Metal refused the class before. */
+static int refused_before(mpsnorm_metal_binding *binding, const mpsnorm_metal_class *cls,
+                          char *message, size_t size)
+{
+    const int index = mpsnorm_metal_class_index(cls);
+    int status = MPSNORM_OK;
+    pthread_mutex_lock(&binding->lock);
+    if (binding->classes[index].refused)
+        status = mpsnorm_fail(MPSNORM_ERR_UNSUPPORTED, message, size, "%s",
+                              binding->classes[index].reason);
+    pthread_mutex_unlock(&binding->lock);
+    return status;
+}
+
+static void refuse(mpsnorm_metal_binding *binding, const mpsnorm_metal_class *cls,
+                   const char *reason)
+{
+    const int index = mpsnorm_metal_class_index(cls);
+    pthread_mutex_lock(&binding->lock);
+    binding->classes[index].refused = 1;
+    snprintf(binding->classes[index].reason, sizeof binding->classes[index].reason, "%s", reason);
+    pthread_mutex_unlock(&binding->lock);
+}
 
 /* ---- capability ---------------------------------------------------------- */
 
@@ -174,6 +241,7 @@ typedef enum route_kernel {
 
 typedef struct route_call {
     route_kernel kernel;
+    mpsnorm_metal_binding *binding;
     mpsnorm_metal_cache *cache;
     const mpsnorm_lcn_params *lcn;
     const mpsnorm_inorm_params *inorm;
@@ -249,7 +317,7 @@ static void sum_over_batch(const mpsnorm_vector *vector, const float *per_image,
 
 static int route(const route_call *call, char *message, size_t size)
 {
-    if (call->cache == NULL)
+    if (call->binding == NULL || call->cache == NULL)
         return mpsnorm_fail(MPSNORM_ERR_BACKEND_UNAVAILABLE, message, size,
                             "the engine has no Metal cache");
     const mpsnorm_tensor *x = call->secondary != NULL ? call->secondary : call->primary;
@@ -265,7 +333,9 @@ static int route(const route_call *call, char *message, size_t size)
     cls.even_window = call->lcn != NULL && call->lcn->kernel_width % 2 == 0;
     cls.alpha_nonzero = call->lcn != NULL && call->lcn->alpha != 0.0f;
     cls.parameter_gradients = call->dgamma != NULL || call->dbeta != NULL;
-    int status = mpsnorm_metal_trust(call->cache, &cls, call->lcn, call->inorm, c,
+    int status = refused_before(call->binding, &cls, message, size);
+    if (status == MPSNORM_OK)
+        status = mpsnorm_metal_trust(call->cache, &cls, call->lcn, call->inorm, c,
                                      call->may_fall_back, message, size, call->notice);
     if (status != MPSNORM_OK)
         return status;
@@ -313,8 +383,8 @@ static int route(const route_call *call, char *message, size_t size)
     batch.destination = buffers.destination != NULL ? buffers.destination : call->out->data;
 
     status = call_backend(call, &batch, &buffers, message, size);
-    if (status == MPSNORM_ERR_UNSUPPORTED) /* what this system's MPS lacks stays lacking */
-        mpsnorm_metal_remember_unsupported(&cls, message);
+    if (status == MPSNORM_ERR_UNSUPPORTED) /* what this engine's MPS lacks stays lacking */
+        refuse(call->binding, &cls, message);
     if (status != MPSNORM_OK) {
         free_buffers(&buffers);
         return status;
@@ -334,7 +404,7 @@ static int route(const route_call *call, char *message, size_t size)
 
 /* ---- entry points -------------------------------------------------------- */
 
-int mpsnorm_metal_route_lcn(mpsnorm_metal_cache *cache, const mpsnorm_lcn_params *params,
+int mpsnorm_metal_route_lcn(mpsnorm_metal_binding *binding, const mpsnorm_lcn_params *params,
                             const mpsnorm_checked *dy, const mpsnorm_checked *x,
                             const mpsnorm_checked *out, int may_fall_back, char *message,
                             size_t size, int *notice)
@@ -345,13 +415,14 @@ int mpsnorm_metal_route_lcn(mpsnorm_metal_cache *cache, const mpsnorm_lcn_params
     int status = mpsnorm_metal_supports_lcn(params, x->tensor, message, size);
     if (status != MPSNORM_OK)
         return status;
-    route_call call = {dy != NULL ? LCN_GRADIENT : LCN_FORWARD, cache, params, NULL,
+    route_call call = {dy != NULL ? LCN_GRADIENT : LCN_FORWARD, binding,
+                       binding != NULL ? binding->cache : NULL, params, NULL,
                        dy != NULL ? dy->tensor : x->tensor, dy != NULL ? x->tensor : NULL,
                        out->tensor, NULL, NULL, may_fall_back, notice};
     return route(&call, message, size);
 }
 
-int mpsnorm_metal_route_instance_norm(mpsnorm_metal_cache *cache,
+int mpsnorm_metal_route_instance_norm(mpsnorm_metal_binding *binding,
                                       const mpsnorm_inorm_params *params,
                                       const mpsnorm_checked *dy, const mpsnorm_checked *x,
                                       const mpsnorm_checked *out, const mpsnorm_checked *dgamma,
@@ -367,7 +438,8 @@ int mpsnorm_metal_route_instance_norm(mpsnorm_metal_cache *cache,
     if (status != MPSNORM_OK)
         return status;
     const int gradient = dy != NULL;
-    route_call call = {gradient ? INORM_GRADIENT : INORM_FORWARD, cache, NULL, params,
+    route_call call = {gradient ? INORM_GRADIENT : INORM_FORWARD, binding,
+                       binding != NULL ? binding->cache : NULL, NULL, params,
                        gradient ? dy->tensor : x->tensor, gradient ? x->tensor : NULL,
                        out->tensor, gradient && dgamma != NULL ? dgamma->vector : NULL,
                        gradient && dbeta != NULL ? dbeta->vector : NULL, may_fall_back, notice};

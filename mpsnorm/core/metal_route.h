@@ -21,19 +21,30 @@ int mpsnorm_metal_supports_inorm(const mpsnorm_inorm_params *params, const mpsno
                                  char *message, size_t size);
 
 /*
+ * What an engine bound to Metal keeps: the objc backend's cache (its MPS
+ * kernels) and the classes of call (metal_selfcheck.h) that this engine's
+ * Metal said it cannot run, which are then refused at once, before anything
+ * is staged for the GPU. create: MPSNORM_OK or the status of the cache's
+ * creation (BACKEND_UNAVAILABLE, OUT_OF_MEMORY).
+ */
+typedef struct mpsnorm_metal_binding mpsnorm_metal_binding;
+int mpsnorm_metal_binding_create(mpsnorm_metal_binding **binding);
+void mpsnorm_metal_binding_free(mpsnorm_metal_binding *binding);
+
+/*
  * Run a validated, non-empty call on Metal, its arguments as validate.c
  * checked them. dy is NULL for the forward; dgamma / dbeta may be NULL.
  * Returns MPSNORM_ERR_UNSUPPORTED (nothing written) when the capability
- * check or the class's self-check verdict (metal_selfcheck.h) refuses the
- * case, so the dispatcher may fall back to the CPU when may_fall_back is set;
+ * check, the class's self-check verdict (metal_selfcheck.h) or the engine's
+ * earlier refusal refuses the case, so the dispatcher may fall back to the CPU when may_fall_back is set;
  * *notice is then 1 when message holds a notice for the user (the class
  * failed its self-check on this call), to keep after the CPU has run it.
  */
-int mpsnorm_metal_route_lcn(mpsnorm_metal_cache *cache, const mpsnorm_lcn_params *params,
+int mpsnorm_metal_route_lcn(mpsnorm_metal_binding *binding, const mpsnorm_lcn_params *params,
                             const mpsnorm_checked *dy, const mpsnorm_checked *x,
                             const mpsnorm_checked *out, int may_fall_back, char *message,
                             size_t size, int *notice);
-int mpsnorm_metal_route_instance_norm(mpsnorm_metal_cache *cache,
+int mpsnorm_metal_route_instance_norm(mpsnorm_metal_binding *binding,
                                       const mpsnorm_inorm_params *params,
                                       const mpsnorm_checked *dy, const mpsnorm_checked *x,
                                       const mpsnorm_checked *out, const mpsnorm_checked *dgamma,

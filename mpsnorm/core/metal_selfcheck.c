@@ -23,10 +23,10 @@
 #include "metal_selfcheck.h"
 #include "validate.h"
 
-/* Classes: LCN forward and gradient (dtype x order x window parity x alpha),
+/* Classes: LCN forward and gradient (dtype x order x window parity x alpha: 16 each),
  * instance-norm forward (dtype x order), gradient (dtype x order x dgamma/dbeta). */
 #define LCN_CLASSES 16
-#define CLASS_COUNT (2 * LCN_CLASSES + 4 + 8)
+#define CLASS_COUNT MPSNORM_METAL_CLASS_COUNT
 
 typedef struct entry {
     pthread_mutex_t lock; /* held while the class is checked and when it is read */
@@ -41,7 +41,7 @@ static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
 
 /* ---- classes --------------------------------------------------------------- */
 
-static int index_of(const mpsnorm_metal_class *cls)
+int mpsnorm_metal_class_index(const mpsnorm_metal_class *cls)
 {
     const int order = (cls->dtype == MPSNORM_FLOAT16) * 2 + (cls->nhwc != 0);
     switch (cls->kernel) {
@@ -122,7 +122,7 @@ static void init_table(void)
 static entry *entry_of(const mpsnorm_metal_class *cls)
 {
     pthread_once(&table_once, init_table);
-    return &table[index_of(cls)];
+    return &table[mpsnorm_metal_class_index(cls)];
 }
 
 /* ---- the check ------------------------------------------------------------- */
@@ -438,15 +438,6 @@ int mpsnorm_metal_trust(mpsnorm_metal_cache *cache, const mpsnorm_metal_class *c
     default:
         return MPSNORM_OK;
     }
-}
-
-void mpsnorm_metal_remember_unsupported(const mpsnorm_metal_class *cls, const char *reason)
-{
-    entry *e = entry_of(cls);
-    pthread_mutex_lock(&e->lock);
-    e->check.verdict = MPSNORM_METAL_UNSUPPORTED;
-    snprintf(e->check.message, sizeof e->check.message, "%s", reason);
-    pthread_mutex_unlock(&e->lock);
 }
 
 void mpsnorm_metal_selfcheck_reset(int enabled)

@@ -10,6 +10,9 @@
 
 #include "backend.h"
 
+/* Classes of call: 16 LCN forward, 16 LCN gradient, 4 instance-norm forward, 8 gradient. */
+#define MPSNORM_METAL_CLASS_COUNT 44
+
 /* The class of a call (mpsnorm_metal_check's first fields). */
 typedef struct mpsnorm_metal_class {
     int kernel;              /* mpsnorm_kernel */
@@ -37,9 +40,8 @@ int mpsnorm_metal_trust(mpsnorm_metal_cache *cache, const mpsnorm_metal_class *c
                         int64_t channels, int may_fall_back, char *message, size_t size,
                         int *notice);
 
-/* Records that this system's MPS cannot run the class (the objc backend said
- * MPSNORM_ERR_UNSUPPORTED for a call of it): later calls are refused at once. */
-void mpsnorm_metal_remember_unsupported(const mpsnorm_metal_class *cls, const char *reason);
+/* 0 .. MPSNORM_METAL_CLASS_COUNT - 1 */
+int mpsnorm_metal_class_index(const mpsnorm_metal_class *cls);
 
 /* Called when the Metal device is created: from then on a forked child
  * process reports Metal unavailable. */

@@ -288,7 +288,10 @@ static int lcn_main(const mpsnorm_lcn_params *params, const mpsnorm_tensor *dy,
     job->up = params->kernel_height / 2;
     job->down = (params->kernel_height - 1) / 2;
     job->count = (double)params->kernel_width * (double)params->kernel_height;
-    job->alpha = (double)params->alpha;
+    /* A 1x1 window's variance is 0 whatever X is, so T = delta and the gradient has no
+     * alpha term: its two halves, X*Badj(U) and Badj(U*M), are equal and may be large
+     * (U grows as delta shrinks), and subtracting them would cost float32 its accuracy. */
+    job->alpha = job->count == 1.0 ? 0.0 : (double)params->alpha;
     job->beta = (double)params->beta;
     job->delta = (double)params->delta;
     job->p0 = (double)params->p0;

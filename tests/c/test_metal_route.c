@@ -63,18 +63,19 @@ static mpsnorm_checked checked_tensor(const mpsnorm_tensor *tensor, const char *
     return checked;
 }
 
-static int route_lcn(mpsnorm_metal_cache *cache, const mpsnorm_lcn_params *params,
+static int route_lcn(mpsnorm_metal_binding *binding, const mpsnorm_lcn_params *params,
                      const mpsnorm_tensor *dy, const mpsnorm_tensor *x, const mpsnorm_tensor *out,
                      char *message, size_t size)
 {
     mpsnorm_checked cdy, cx = checked_tensor(x, "x"), cout = checked_tensor(out, "out");
     if (dy != NULL)
         cdy = checked_tensor(dy, "dy");
-    return mpsnorm_metal_route_lcn(cache, params, dy != NULL ? &cdy : NULL, &cx, &cout,
+    return mpsnorm_metal_route_lcn(binding, params, dy != NULL ? &cdy : NULL, &cx, &cout,
                                    may_fall_back, message, size, &notice);
 }
 
-static int route_instance_norm(mpsnorm_metal_cache *cache, const mpsnorm_inorm_params *params,
+static int route_instance_norm(mpsnorm_metal_binding *binding,
+                               const mpsnorm_inorm_params *params,
                                const mpsnorm_tensor *dy, const mpsnorm_tensor *x,
                                const mpsnorm_tensor *out, const mpsnorm_vector *dgamma,
                                const mpsnorm_vector *dbeta, char *message, size_t size)
@@ -90,7 +91,7 @@ static int route_instance_norm(mpsnorm_metal_cache *cache, const mpsnorm_inorm_p
     if (dbeta != NULL)
         mpsnorm_check_output_vector(&cdbeta, dbeta, "dbeta", dbeta->length, dbeta->dtype, ignored,
                                     sizeof ignored);
-    return mpsnorm_metal_route_instance_norm(cache, params, dy != NULL ? &cdy : NULL, &cx, &cout,
+    return mpsnorm_metal_route_instance_norm(binding, params, dy != NULL ? &cdy : NULL, &cx, &cout,
                                              dgamma != NULL ? &cdgamma : NULL,
                                              dbeta != NULL ? &cdbeta : NULL, may_fall_back,
                                              message, size, &notice);
@@ -304,11 +305,15 @@ static int compute(enum fake_kind kind, const void *params, const mpsnorm_metal_
 
 /* Not called by metal_route.c; defined so the fake is a whole backend. */
 int mpsnorm_metal_device_available(void) { return 1; }
-int mpsnorm_metal_cache_create(mpsnorm_metal_cache **cache) { *cache = NULL; return MPSNORM_OK; }
+int mpsnorm_metal_cache_create(mpsnorm_metal_cache **cache)
+{
+    *cache = (mpsnorm_metal_cache *)&fake; /* the route only passes the pointer on */
+    return MPSNORM_OK;
+}
 void mpsnorm_metal_cache_free(mpsnorm_metal_cache *cache) { (void)cache; }
 
-/* A stand-in engine cache: the route only passes the pointer on. */
-static mpsnorm_metal_cache *const CACHE = (mpsnorm_metal_cache *)&fake;
+/* The Metal binding of an engine, made anew for each test (refusals are per engine). */
+static mpsnorm_metal_binding *ENGINE;
 
 
 /* ---- tensors ------------------------------------------------------------- */
@@ -513,7 +518,7 @@ static void test_lcn_forward_forms(void)
                 mpsnorm_lcn_params p = lcn_params(3, 3);
                 char message[MPSNORM_MESSAGE_SIZE] = "";
                 fake_reset();
-                int status = route_lcn(CACHE, &p, NULL, &x.t, &y.t, message,
+                int status = route_lcn(ENGINE, &p, NULL, &x.t, &y.t, message,
                                        sizeof message);
                 const char *what = FORM_NAMES[fx];
                 const char *out_what = FORM_NAMES[fy];
@@ -565,7 +570,7 @@ static void test_lcn_gradient_roles(void)
         mpsnorm_lcn_params p = lcn_params(4, 4);
         char message[MPSNORM_MESSAGE_SIZE] = "";
         fake_reset();
-        int status = route_lcn(CACHE, &p, &dy.t, &x.t, &dx.t, message, sizeof message);
+        int status = route_lcn(ENGINE, &p, &dy.t, &x.t, &dx.t, message, sizeof message);
         CHECK(status == MPSNORM_OK, "status %d (%s)", status, message);
         CHECK(fake.kind == FAKE_LCN_GRADIENT, "gradient kernel called");
         const mpsnorm_metal_batch *b = &fake.batch;
@@ -593,7 +598,7 @@ static void test_float16_bits(void)
     mpsnorm_lcn_params p = lcn_params(2, 2);
     char message[MPSNORM_MESSAGE_SIZE] = "";
     fake_reset();
-    int status = route_lcn(CACHE, &p, &dy.t, &x.t, &dx.t, message, sizeof message);
+    int status = route_lcn(ENGINE, &p, &dy.t, &x.t, &dx.t, message, sizeof message);
     CHECK(status == MPSNORM_OK, "status %d (%s)", status, message);
     CHECK(fake.batch.primary != dy.t.data && fake.batch.destination != dx.t.data, "staged");
     CHECK(staged_matches(fake.primary, &fake.batch, &dy.t), "dy bits staged exactly");
@@ -622,7 +627,7 @@ static void test_size_one_axes(void)
     mpsnorm_inorm_params p = inorm_params(1);
     char message[MPSNORM_MESSAGE_SIZE] = "";
     fake_reset();
-    int status = route_instance_norm(CACHE, &p, NULL, &x.t, &y.t, NULL, NULL, message,
+    int status = route_instance_norm(ENGINE, &p, NULL, &x.t, &y.t, NULL, NULL, message,
                                      sizeof message);
     CHECK(status == MPSNORM_OK, "status %d (%s)", status, message);
     CHECK(fake.kind == FAKE_INORM_FORWARD && fake.params == &p, "instance-norm forward called");
@@ -652,7 +657,7 @@ static void test_inorm_gradient_sums(void)
     mpsnorm_inorm_params p = inorm_params(C);
     char message[MPSNORM_MESSAGE_SIZE] = "";
     fake_reset();
-    int status = route_instance_norm(CACHE, &p, &dy.t, &x.t, &dx.t, &dgamma, &dbeta,
+    int status = route_instance_norm(ENGINE, &p, &dy.t, &x.t, &dx.t, &dgamma, &dbeta,
                                      message, sizeof message);
     CHECK(status == MPSNORM_OK, "status %d (%s)", status, message);
     CHECK(fake.kind == FAKE_INORM_GRADIENT, "gradient kernel called");
@@ -675,7 +680,7 @@ static void test_inorm_gradient_sums(void)
     for (int i = 0; i < C + 2; i++)
         beta_store[i] = -1.0f;
     fake_reset();
-    status = route_instance_norm(CACHE, &p, &dy.t, &x.t, &dx.t, NULL, &dbeta, message,
+    status = route_instance_norm(ENGINE, &p, &dy.t, &x.t, &dx.t, NULL, &dbeta, message,
                                  sizeof message);
     CHECK(status == MPSNORM_OK, "dgamma NULL: status %d (%s)", status, message);
     CHECK(beta_store[C] == (float)(10 * N * (N - 1) / 2) + 0.5f * (float)N,
@@ -695,7 +700,7 @@ static void test_refusals(void)
     mpsnorm_lcn_params p = lcn_params(3, 3);
     fake_reset();
     message[0] = '\0';
-    int status = route_lcn(CACHE, &p, NULL, &x64.t, &y64.t, message, sizeof message);
+    int status = route_lcn(ENGINE, &p, NULL, &x64.t, &y64.t, message, sizeof message);
     CHECK(status == MPSNORM_ERR_UNSUPPORTED, "float64 LCN: status %d", status);
     CHECK(strstr(message, "float64") != NULL, "message: %s", message);
     CHECK(fake.calls == 0 && all_bytes(&y64, SENTINEL), "float64 LCN: nothing run or written");
@@ -705,7 +710,7 @@ static void test_refusals(void)
     mpsnorm_vector dgamma = {store, MPSNORM_FLOAT32, 2, 1};
     fake_reset();
     message[0] = '\0';
-    status = route_instance_norm(CACHE, &ip, &x64.t, &x64.t, &y64.t, &dgamma, NULL, message,
+    status = route_instance_norm(ENGINE, &ip, &x64.t, &x64.t, &y64.t, &dgamma, NULL, message,
                                  sizeof message);
     CHECK(status == MPSNORM_ERR_UNSUPPORTED, "float64 instance norm: status %d", status);
     CHECK(strstr(message, "float64") != NULL, "message: %s", message);
@@ -719,7 +724,7 @@ static void test_refusals(void)
     p = lcn_params(3, 5);
     fake_reset();
     message[0] = '\0';
-    status = route_lcn(CACHE, &p, NULL, &x.t, &y.t, message, sizeof message);
+    status = route_lcn(ENGINE, &p, NULL, &x.t, &y.t, message, sizeof message);
     CHECK(status == MPSNORM_ERR_UNSUPPORTED, "3x5 LCN: status %d", status);
     CHECK(strstr(message, "kernelWidth must be equal to kernelHeight") != NULL, "message: %s", message);
     CHECK(fake.calls == 0 && all_bytes(&y, SENTINEL), "3x5: nothing run or written");
@@ -764,7 +769,7 @@ static void test_backend_failure(void)
         char message[MPSNORM_MESSAGE_SIZE] = "";
         fake_reset();
         fake.fail = 1;
-        int status = route_instance_norm(CACHE, &ip, &dy.t, &x.t, &dx.t, &dgamma, NULL,
+        int status = route_instance_norm(ENGINE, &ip, &dy.t, &x.t, &dx.t, &dgamma, NULL,
                                          message, sizeof message);
         CHECK(status == MPSNORM_ERR_BACKEND_FAILURE, "status %d", status);
         CHECK(strcmp(message, FAKE_MESSAGE) == 0, "message: %s", message);
@@ -774,7 +779,7 @@ static void test_backend_failure(void)
         fake_reset();
         fake.fail = 1;
         message[0] = '\0';
-        status = route_lcn(CACHE, &p, NULL, &x.t, &dx.t, message, sizeof message);
+        status = route_lcn(ENGINE, &p, NULL, &x.t, &dx.t, message, sizeof message);
         CHECK(status == MPSNORM_ERR_BACKEND_FAILURE && strcmp(message, FAKE_MESSAGE) == 0,
               "LCN forward: status %d, message %s", status, message);
         CHECK(all_bytes(&dx, SENTINEL), "y untouched");
@@ -804,7 +809,7 @@ static void test_out_of_memory(void)
         mpsnorm_lcn_params p = lcn_params(1, 1);
         char message[MPSNORM_MESSAGE_SIZE] = "";
         fake_reset();
-        int status = route_lcn(CACHE, &p, NULL, &x, &y, message, sizeof message);
+        int status = route_lcn(ENGINE, &p, NULL, &x, &y, message, sizeof message);
         CHECK(status == MPSNORM_ERR_OUT_OF_MEMORY, "case %d: status %d (%s)", i, status, message);
         CHECK(strstr(message, "staging") != NULL, "case %d: message: %s", i, message);
         CHECK(fake.calls == 0 && y_store == 7.0f, "case %d: nothing run or written", i);
@@ -871,19 +876,19 @@ static void test_selfcheck_catches_the_mirrored_even_window(void)
     fake_reset();
     fake.answer = ANSWER_MIRRORED_EVEN;
 
-    int status = route_lcn(CACHE, &odd, NULL, &x.t, &y.t, message, sizeof message);
+    int status = route_lcn(ENGINE, &odd, NULL, &x.t, &y.t, message, sizeof message);
     CHECK(status == MPSNORM_OK && notice == 0, "odd window: status %d (%s)", status, message);
     CHECK(fake.calls == 2, "the self-check and the call ran on Metal: %d calls", fake.calls);
     CHECK(holds_cpu_forward(&odd, &x, &y), "y is Metal's (here the CPU's) answer");
     mpsnorm_metal_check v = verdict_of(MPSNORM_KERNEL_LCN_FORWARD, MPSNORM_FLOAT32, 0, 0, 1, 0);
     CHECK(v.verdict == MPSNORM_METAL_PASSED && v.error < 1e-6 && v.tolerance == 1e-4,
           "odd verdict %d, error %g", v.verdict, v.error);
-    status = route_lcn(CACHE, &odd, NULL, &x.t, &y.t, message, sizeof message);
+    status = route_lcn(ENGINE, &odd, NULL, &x.t, &y.t, message, sizeof message);
     CHECK(status == MPSNORM_OK && fake.calls == 3, "checked once: %d calls", fake.calls);
 
     memset(y.base, SENTINEL, y.bytes);
     fake.calls = 0;
-    status = route_lcn(CACHE, &even, NULL, &x.t, &y.t, message, sizeof message);
+    status = route_lcn(ENGINE, &even, NULL, &x.t, &y.t, message, sizeof message);
     CHECK(status == MPSNORM_ERR_UNSUPPORTED && notice == 1, "even window: status %d notice %d",
           status, notice);
     CHECK(strstr(message, "self-check of LCN forward, float32, NCHW, even window, alpha != 0 "
@@ -893,12 +898,12 @@ static void test_selfcheck_catches_the_mirrored_even_window(void)
     v = verdict_of(MPSNORM_KERNEL_LCN_FORWARD, MPSNORM_FLOAT32, 0, 1, 1, 0);
     CHECK(v.verdict == MPSNORM_METAL_FAILED && v.error > 1e-2, "even verdict %d, error %g",
           v.verdict, v.error);
-    status = route_lcn(CACHE, &even, NULL, &x.t, &y.t, message, sizeof message);
+    status = route_lcn(ENGINE, &even, NULL, &x.t, &y.t, message, sizeof message);
     CHECK(status == MPSNORM_ERR_UNSUPPORTED && notice == 0 && fake.calls == 1,
           "later calls fall back silently, nothing staged: status %d notice %d calls %d", status,
           notice, fake.calls);
     may_fall_back = 0;
-    status = route_lcn(CACHE, &even, NULL, &x.t, &y.t, message, sizeof message);
+    status = route_lcn(ENGINE, &even, NULL, &x.t, &y.t, message, sizeof message);
     may_fall_back = 1;
     CHECK(status == MPSNORM_ERR_BACKEND_FAILURE && strstr(message, "self-check") != NULL &&
               strstr(message, "from now on") == NULL,
@@ -924,10 +929,10 @@ static void test_selfcheck_catches_the_alpha_term(void)
     mpsnorm_metal_selfcheck_reset(1);
     fake_reset();
     fake.answer = ANSWER_NO_ALPHA_GRADIENT;
-    int status = route_lcn(CACHE, &p, &dy.t, &x.t, &dx.t, message, sizeof message);
+    int status = route_lcn(ENGINE, &p, &dy.t, &x.t, &dx.t, message, sizeof message);
     CHECK(status == MPSNORM_OK, "alpha = 0: status %d (%s)", status, message);
     p.alpha = 1.0f;
-    status = route_lcn(CACHE, &p, &dy.t, &x.t, &dx.t, message, sizeof message);
+    status = route_lcn(ENGINE, &p, &dy.t, &x.t, &dx.t, message, sizeof message);
     CHECK(status == MPSNORM_ERR_UNSUPPORTED && notice == 1 &&
               strstr(message, "LCN gradient, float16, NHWC, odd window, alpha != 0") != NULL,
           "alpha = 1: status %d (%s)", status, message);
@@ -957,7 +962,7 @@ static void test_selfcheck_unsupported_is_remembered(void)
     mpsnorm_metal_selfcheck_reset(1);
     fake_reset();
     fake.answer = ANSWER_CPU;
-    int status = route_instance_norm(CACHE, &p, &dy.t, &x.t, &dx.t, &dgamma, &dbeta, message,
+    int status = route_instance_norm(ENGINE, &p, &dy.t, &x.t, &dx.t, &dgamma, &dbeta, message,
                              sizeof message);
     CHECK(status == MPSNORM_OK && fake.calls == 2, "status %d (%s), %d calls", status, message,
           fake.calls);
@@ -967,10 +972,10 @@ static void test_selfcheck_unsupported_is_remembered(void)
 
     fake.answer = ANSWER_UNSUPPORTED;
     fake.calls = 0;
-    status = route_instance_norm(CACHE, &p, NULL, &x.t, &dx.t, NULL, NULL, message, sizeof message);
+    status = route_instance_norm(ENGINE, &p, NULL, &x.t, &dx.t, NULL, NULL, message, sizeof message);
     CHECK(status == MPSNORM_ERR_UNSUPPORTED && notice == 0 && strstr(message, "fake MPS") != NULL,
           "found by the check: status %d (%s)", status, message);
-    status = route_instance_norm(CACHE, &p, NULL, &x.t, &dx.t, NULL, NULL, message, sizeof message);
+    status = route_instance_norm(ENGINE, &p, NULL, &x.t, &dx.t, NULL, NULL, message, sizeof message);
     CHECK(status == MPSNORM_ERR_UNSUPPORTED && fake.calls == 1, "not asked again: %d calls",
           fake.calls);
     CHECK(verdict_of(MPSNORM_KERNEL_INORM_FORWARD, MPSNORM_FLOAT32, 0, 0, 0, 0).verdict ==
@@ -978,15 +983,15 @@ static void test_selfcheck_unsupported_is_remembered(void)
 
     mpsnorm_metal_selfcheck_reset(0); /* MPSNORM_METAL_SELFCHECK=0: trusted, found by a call */
     fake.calls = 0;
-    status = route_instance_norm(CACHE, &p, &dy.t, &x.t, &dx.t, NULL, NULL, message, sizeof message);
+    status = route_instance_norm(ENGINE, &p, &dy.t, &x.t, &dx.t, NULL, NULL, message, sizeof message);
     CHECK(status == MPSNORM_ERR_UNSUPPORTED && fake.calls == 1, "the call: status %d, %d calls",
           status, fake.calls);
-    status = route_instance_norm(CACHE, &p, &dy.t, &x.t, &dx.t, NULL, NULL, message, sizeof message);
+    status = route_instance_norm(ENGINE, &p, &dy.t, &x.t, &dx.t, NULL, NULL, message, sizeof message);
     CHECK(status == MPSNORM_ERR_UNSUPPORTED && fake.calls == 1 &&
               strstr(message, "fake MPS") != NULL,
           "the next call is refused before staging: %d calls (%s)", fake.calls, message);
     fake.answer = ANSWER_CPU;
-    status = route_instance_norm(CACHE, &p, NULL, &x.t, &dx.t, NULL, NULL, message, sizeof message);
+    status = route_instance_norm(ENGINE, &p, NULL, &x.t, &dx.t, NULL, NULL, message, sizeof message);
     CHECK(status == MPSNORM_OK && fake.calls == 2, "another class, trusted without a check");
     CHECK(verdict_of(MPSNORM_KERNEL_INORM_FORWARD, MPSNORM_FLOAT32, 0, 0, 0, 0).verdict ==
               MPSNORM_METAL_TRUSTED, "trusted verdict");
@@ -1020,7 +1025,10 @@ int main(void)
         checks_failed_in_test = 0;
         mpsnorm_metal_selfcheck_reset(0); /* the fake's codes are trusted, unless a test checks */
         may_fall_back = 1;
+        if (mpsnorm_metal_binding_create(&ENGINE) != MPSNORM_OK)
+            return 2;
         tests[i].run();
+        mpsnorm_metal_binding_free(ENGINE);
         if (checks_failed_in_test == 0) {
             passed++;
             printf("ok   %s\n", tests[i].name);

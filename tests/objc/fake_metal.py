@@ -20,6 +20,8 @@ class FakeMetal:
         library.mpsnorm_fake_metal_name.restype = ctypes.c_char_p
         library.mpsnorm_fake_metal_reset.restype = None
         library.mpsnorm_fake_metal_wait_idle.restype = None
+        library.mpsnorm_fake_metal_selfcheck.argtypes = [ctypes.c_int]
+        library.mpsnorm_fake_metal_selfcheck.restype = None
         self.settings, self.counters = {}, {}
         index = 0
         while True:
@@ -49,6 +51,11 @@ class FakeMetal:
     def reset(self):
         """Every setting to its default, the counters of totals to 0."""
         self._lib.mpsnorm_fake_metal_reset()
+
+    def selfcheck(self, enabled):
+        """Forgets the Metal self-check's verdicts; False trusts every class from now on
+        (as MPSNORM_METAL_SELFCHECK=0 does), True checks each class at its first call."""
+        self._lib.mpsnorm_fake_metal_selfcheck(1 if enabled else 0)
 
     def wait_idle(self):
         """Returns once the fake GPU has run and released every committed buffer."""

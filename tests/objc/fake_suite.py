@@ -8,7 +8,8 @@ objc/ documents for it: MPSNORM_ERR_BACKEND_FAILURE (MPSNormError, whatever the 
 asked) or MPSNORM_ERR_UNSUPPORTED (backend="auto" runs the call on the CPU and says so in
 last_backend; backend="metal" raises ValueError); outputs given with out= untouched after an
 error; no fake object left alive once the kernel object is gone; the same object right again
-once the fault is cleared. Expected values come from the float64 reference.
+once the fault is cleared, except after UNSUPPORTED, which an engine remembers (a new object
+asks Metal again). Expected values come from the float64 reference.
 """
 import os
 import subprocess
@@ -40,6 +41,7 @@ def fake():
                     "starts it); mpsnorm here is %s" % mpsnorm.__file__)
     mpsnorm.backends()  # the process-wide device and queue exist before anything is counted
     FAKE.reset()
+    FAKE.selfcheck(False)  # each call's own work is counted; the self-check's tests enable it
     yield FAKE
     FAKE.wait_idle()
     FAKE.reset()
@@ -189,6 +191,16 @@ def test_fault(fault, backend):
         assert status == "failure" or kind is ValueError, kind
         assert_untouched(outputs)
     FAKE.reset()
+    if status == "unsupported":
+        # the engine remembers what its MPS cannot do: nothing is staged for Metal again
+        if backend == "auto":
+            case.check(case.call(kernel), "once %s is cleared, still on the CPU" % switch)
+            assert kernel.last_backend == "cpu"
+        else:
+            with pytest.raises(ValueError, match=words):
+                case.call(kernel)
+        assert FAKE.counts()["command_buffers"] == 0, "staged for Metal again"
+        kernel = case.make(backend)  # a new engine asks Metal again
     case.check(case.call(kernel), "once %s is cleared" % switch)
     assert kernel.last_backend == "metal"
     del kernel

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "fake_table.h"
+#include "metal_selfcheck.h"
 
 #define FAKE_CONTROL_API __attribute__((visibility("default")))
 #define FAKE_TOTAL 1
@@ -131,6 +132,13 @@ FAKE_CONTROL_API void mpsnorm_fake_metal_reset(void)
         if (counter_resets[i])
             __atomic_store_n(&counters[i], 0, __ATOMIC_SEQ_CST);
     __atomic_store_n(&image_inits, 0, __ATOMIC_SEQ_CST);
+}
+
+/* Forgets the Metal self-check's verdicts; enabled = 0 trusts every class from
+ * now on (as MPSNORM_METAL_SELFCHECK=0 does), 1 checks each class again. */
+FAKE_CONTROL_API void mpsnorm_fake_metal_selfcheck(int enabled)
+{
+    mpsnorm_metal_selfcheck_reset(enabled);
 }
 
 /* The i-th name of the table (settings first, then counters) and what it

@@ -1,8 +1,8 @@
 /*
  * fake_mps_kernels.m -- the four MPS kernels of mps_declarations.h and their
  * gradient states, for the tests. They compute with mpsnorm's own CPU kernels
- * (mpsnorm/cpu, linked into the same library): this fake checks the glue in
- * objc/, not Apple's arithmetic.
+ * (through the C ABI with a NULL engine, in the same library): this fake
+ * checks the glue in objc/, not Apple's arithmetic.
  *
  * As MPSCNNKernel.h and MPSKernel.h say: properties are read at encode time
  * ("All MPSKernel state has been copied to the command buffer"), the work runs
@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend.h"
+#include "mpsnorm.h"
 
 typedef enum fake_kernel_kind {
     FAKE_LCN_FORWARD,
@@ -224,7 +224,7 @@ static void lcn_forward(FakeKernelRun *run)
 {
     mpsnorm_tensor x = image_tensor(run->_primary, run->_primary);
     mpsnorm_tensor y = image_tensor(run->_primary, nil);
-    int status = mpsnorm_cpu_lcn_forward(&run->_snapshot.lcn, &x, &y);
+    int status = mpsnorm_lcn_forward(NULL, &run->_snapshot.lcn, &x, &y, NULL);
     if (status == MPSNORM_OK) {
         [run->_destination fakeGPUWrite:y.data];
         [run->_state fillWithSnapshot:&run->_snapshot];
@@ -241,7 +241,7 @@ static void lcn_gradient(FakeKernelRun *run)
     mpsnorm_tensor dy = image_tensor(run->_primary, run->_primary);
     mpsnorm_tensor x = image_tensor(run->_primary, run->_secondary);
     mpsnorm_tensor dx = image_tensor(run->_primary, nil);
-    int status = mpsnorm_cpu_lcn_gradient(&run->_snapshot.lcn, &dy, &x, &dx);
+    int status = mpsnorm_lcn_gradient(NULL, &run->_snapshot.lcn, &dy, &x, &dx, NULL);
     if (status == MPSNORM_OK)
         [run->_destination fakeGPUWrite:dx.data];
     free(dy.data);
@@ -257,7 +257,7 @@ static void inorm_forward(FakeKernelRun *run)
                                    snapshot->epsilon};
     mpsnorm_tensor x = image_tensor(run->_primary, run->_primary);
     mpsnorm_tensor y = image_tensor(run->_primary, nil);
-    int status = mpsnorm_cpu_inorm_forward(&params, &x, &y);
+    int status = mpsnorm_inorm_forward(NULL, &params, &x, &y, NULL);
     if (status == MPSNORM_OK) {
         [run->_destination fakeGPUWrite:y.data];
         [run->_state fillWithSnapshot:snapshot];
@@ -290,7 +290,8 @@ static void inorm_gradient(FakeKernelRun *run)
     float *dgamma = copy_floats(NULL, 0, channels), *dbeta = copy_floats(NULL, 0, channels);
     mpsnorm_vector dgamma_vector = {dgamma, MPSNORM_FLOAT32, (int64_t)channels, 1};
     mpsnorm_vector dbeta_vector = {dbeta, MPSNORM_FLOAT32, (int64_t)channels, 1};
-    int status = mpsnorm_cpu_inorm_gradient(&params, &dy, &x, &dx, &dgamma_vector, &dbeta_vector);
+    int status = mpsnorm_inorm_gradient(NULL, &params, &dy, &x, &dx, &dgamma_vector,
+                                        &dbeta_vector, NULL);
     if (status == MPSNORM_OK) {
         [run->_destination fakeGPUWrite:dx.data];
         store_channel_values([state gradientForGamma], dgamma, channels);
