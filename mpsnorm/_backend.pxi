@@ -24,7 +24,8 @@ cdef dict check_as_dict(const mpsnorm_metal_check *check):
             "even_window": bool(check.even_window), "alpha_nonzero": bool(check.alpha_nonzero),
             "parameter_gradients": bool(check.parameter_gradients),
             "description": check.description.decode("ascii"),
-            "verdict": VERDICT_NAMES[check.verdict], "error": check.error,
+            "verdict": VERDICT_NAMES[check.verdict],
+            "gradient_alone": bool(check.gradient_alone), "error": check.error,
             "tolerance": check.tolerance, "seconds": check.seconds,
             "message": check.message.decode("utf-8", "replace")}
 

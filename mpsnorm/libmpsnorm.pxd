@@ -109,6 +109,7 @@ cdef extern from "mpsnorm.h" nogil:
         int32_t alpha_nonzero
         int32_t parameter_gradients
         int32_t verdict
+        int32_t gradient_alone
         double error
         double tolerance
         double seconds

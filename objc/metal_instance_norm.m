@@ -1,16 +1,18 @@
 /*
  * metal_instance_norm.m -- instance normalization on Metal:
  * MPSCNNInstanceNormalization (forward, gamma/beta from a data source) and
- * MPSCNNInstanceNormalizationGradient, on a batch staged by
- * mpsnorm/core/metal_route.c.
+ * MPSCNNInstanceNormalizationGradient, through the call skeleton of
+ * metal_run.m, on calls mpsnorm/core/metal_route.c let through.
  *
- * Forward:  x images -> encodeBatch -> y images -> y.
+ * Forward:  x -> encodeBatch -> y.
  * Gradient: the forward kernel makes one MPSCNNInstanceNormalizationGradientState
- *           per image and is encoded with them (writing scratch y images);
- *           the gradient kernel then consumes dy, x and the states, writes
- *           dx, and leaves each image's gamma/beta gradients in its state's
- *           gradientForGamma / gradientForBeta buffers, which are copied out
- *           per image (metal_route.c sums them over the batch).
+ *           per image and is encoded with them, writing MPSTemporaryImages
+ *           nobody reads (readCount 0 once written): the states then hold
+ *           each image's statistics. The gradient kernel consumes dy, x and
+ *           the states, writes dx, and leaves each image's gamma/beta gradients
+ *           in its state's gradientForGamma / gradientForBeta buffers, which
+ *           are copied out per image after completion (metal_route.c sums
+ *           them over the batch).
  */
 #include "metal_imports.h"
 
@@ -139,18 +141,14 @@ MPSNORM_OBJC_NEEDS_MACOS_10_13_4
 /* ---- kernels ------------------------------------------------------------- */
 
 typedef struct inorm_call {
-    mpsnorm_metal_cache *cache;
     const mpsnorm_inorm_params *params;
-    const mpsnorm_metal_batch *batch;
     float *dgamma_per_image; /* gradient only: N*C, image-major */
     float *dbeta_per_image;
     int gradient;
+    /* gradient: the chunk's MPSCNNInstanceNormalizationGradientStates (a macOS
+     * 10.13.4 class, which a struct field cannot name), read by download and finish */
+    __strong NSMutableArray *_Nullable states;
 } inorm_call;
-
-static const char *inorm_name(const inorm_call *call)
-{
-    return call->gradient ? "MPSCNNInstanceNormalizationGradient" : "MPSCNNInstanceNormalization";
-}
 
 /* The cached forward kernel when it holds these channel values, else a new
  * one; its epsilon is set to params->epsilon either way. */
@@ -192,83 +190,104 @@ static MPSCNNInstanceNormalizationGradient *_Nullable gradient_kernel(mpsnorm_me
     return cache->inorm_gradient;
 }
 
-/* Encodes the call; the caller holds the cache lock. sources: x (forward) or
- * dy (gradient); inputs: x, forward_results: scratch y (gradient only).
- * Fills `states` (gradient only) with the per-image gradient states. */
-static int encode(const inorm_call *call, id<MTLDevice> device,
+static int encode(const mpsnorm_objc_job *job, id<MTLDevice> device,
                   id<MTLCommandBuffer> command_buffer, NSArray<MPSImage *> *sources,
-                  NSArray<MPSImage *> *_Nullable inputs,
-                  NSArray<MPSImage *> *_Nullable forward_results,
-                  NSArray<MPSImage *> *destinations,
-                  NSMutableArray<MPSCNNInstanceNormalizationGradientState *> *_Nullable states,
+                  NSArray<MPSImage *> *_Nullable inputs, NSArray<MPSImage *> *destinations,
                   char *message, size_t size) MPSNORM_OBJC_NEEDS_MACOS_10_13_4
 {
-    MPSCNNInstanceNormalization *forward = forward_kernel(call->cache, device, call->params);
+    inorm_call *call = job->context;
+    MPSCNNInstanceNormalization *forward = forward_kernel(job->cache, device, call->params);
     if (forward == nil)
-        return mpsnorm_objc_fail(message, size,
-                                 "%s: could not create MPSCNNInstanceNormalization for %lld "
-                                 "channels",
-                                 inorm_name(call), (long long)call->params->num_channels);
+        return mpsnorm_objc_unsupported(message, size,
+                                        "%s: this system's MPS could not make "
+                                        "MPSCNNInstanceNormalization for %lld channels",
+                                        job->name, (long long)call->params->num_channels);
     if (!call->gradient) {
         [forward encodeBatchToCommandBuffer:command_buffer
                                sourceImages:sources
                           destinationImages:destinations];
         return MPSNORM_OK;
     }
-    if (inputs == nil || forward_results == nil || states == nil)
-        return mpsnorm_objc_fail(message, size, "%s: internal error: no forward images",
-                                 inorm_name(call));
-    MPSCNNInstanceNormalizationGradient *backward = gradient_kernel(call->cache, device);
+    if (inputs == nil)
+        return mpsnorm_objc_fail(message, size, "%s: internal error: no source images",
+                                 job->name);
+    MPSCNNInstanceNormalizationGradient *backward = gradient_kernel(job->cache, device);
     if (backward == nil)
-        return mpsnorm_objc_fail(message, size,
-                                 "%s: could not create MPSCNNInstanceNormalizationGradient",
-                                 inorm_name(call));
+        return mpsnorm_objc_unsupported(message, size,
+                                        "%s: this system's MPS could not make "
+                                        "MPSCNNInstanceNormalizationGradient",
+                                        job->name);
+    /* MPSCNNKernel.h marks the state-filling batch encode "added in .5 support update" */
+    SEL encode_with_states =
+        @selector(encodeBatchToCommandBuffer:sourceImages:destinationStates:destinationImages:);
+    if (![forward respondsToSelector:encode_with_states])
+        return mpsnorm_objc_unsupported(message, size,
+                                        "%s: this system's MPS lacks encodeBatchToCommandBuffer:"
+                                        "sourceImages:destinationStates:destinationImages:",
+                                        job->name);
+    MPSImageDescriptor *descriptor = mpsnorm_objc_descriptor(job->batch);
+    if (descriptor == nil)
+        return mpsnorm_objc_fail(message, size, "%s: could not describe the MPS images",
+                                 job->name);
 
-    /* One state per image: each carries that image's gamma/beta gradients. */
+    /* One state per image: each carries that image's statistics and, after the
+     * gradient, its gamma/beta gradients. */
     NSUInteger count = [inputs count];
+    NSMutableArray<MPSImage *> *results = [NSMutableArray arrayWithCapacity:count];
+    NSMutableArray<MPSCNNInstanceNormalizationGradientState *> *states =
+        [NSMutableArray arrayWithCapacity:count];
     for (NSUInteger i = 0; i < count; i++) {
+        MPSTemporaryImage *result = [MPSTemporaryImage temporaryImageWithCommandBuffer:command_buffer
+                                                                       imageDescriptor:descriptor];
         MPSCNNInstanceNormalizationGradientState *state =
             [forward resultStateForSourceImage:[inputs objectAtIndex:i]
                                   sourceStates:nil
-                              destinationImage:[forward_results objectAtIndex:i]];
-        if (state == nil)
+                              destinationImage:result];
+        if (state == nil) {
+            [result setReadCount:0];
+            for (NSUInteger k = 0; k < i; k++)
+                [(MPSTemporaryImage *)[results objectAtIndex:k] setReadCount:0];
             return mpsnorm_objc_unsupported(
                 message, size,
                 "%s: MPSCNNInstanceNormalization returned no gradient state "
                 "(resultStateForSourceImage:sourceStates:destinationImage: gave nil on this "
                 "system), so the gradient cannot run on Metal",
-                inorm_name(call));
+                job->name);
+        }
+        [results addObject:result];
         [states addObject:state];
     }
     [forward encodeBatchToCommandBuffer:command_buffer
                            sourceImages:inputs
                       destinationStates:states
-                      destinationImages:forward_results];
+                      destinationImages:results];
+    for (NSUInteger i = 0; i < count; i++) /* written, never read: back to MPS's heap */
+        [(MPSTemporaryImage *)[results objectAtIndex:i] setReadCount:0];
     [backward encodeBatchToCommandBuffer:command_buffer
                          sourceGradients:sources
                             sourceImages:inputs
                           gradientStates:states
                     destinationGradients:destinations];
+    call->states = states;
     return MPSNORM_OK;
 }
 
 /*
  * Checks that every state's gradientForGamma / gradientForBeta buffer can be
- * read by the CPU as C floats, and encodes the blit synchronization that
- * managed buffers need before the CPU reads what the GPU wrote (MTLResource.h,
- * MTLStorageModeManaged). Apple's header does not say the element type or
- * the storage mode of these buffers, so both are checked, not assumed.
+ * read by the CPU as C floats, and encodes into the download blit the
+ * synchronization that managed buffers need before the CPU reads what the
+ * GPU wrote (MTLResource.h, MTLStorageModeManaged). Apple's header does not
+ * say the element type or the storage mode of these buffers, so both are
+ * checked, not assumed.
  */
-static int prepare_parameter_gradients(
-    const inorm_call *call, NSArray<MPSCNNInstanceNormalizationGradientState *> *states,
-    id<MTLCommandBuffer> command_buffer, char *message, size_t size)
-    MPSNORM_OBJC_NEEDS_MACOS_10_13_4
+static int download(const mpsnorm_objc_job *job, id<MTLBlitCommandEncoder> blit, char *message,
+                    size_t size) MPSNORM_OBJC_NEEDS_MACOS_10_13_4
 {
-    NSUInteger needed = (NSUInteger)call->batch->c * sizeof(float);
-    NSUInteger count = [states count];
-    id<MTLBlitCommandEncoder> blit = nil;
+    const inorm_call *call = job->context;
+    NSUInteger needed = (NSUInteger)job->batch->destination->shape[1] * sizeof(float);
+    NSUInteger count = [call->states count];
     for (NSUInteger i = 0; i < count; i++) {
-        MPSCNNInstanceNormalizationGradientState *state = [states objectAtIndex:i];
+        MPSCNNInstanceNormalizationGradientState *state = [call->states objectAtIndex:i];
         id<MTLBuffer> buffers[2] = {[state gradientForGamma], [state gradientForBeta]};
         const char *names[2] = {"gradientForGamma", "gradientForBeta"};
         for (int k = 0; k < 2; k++) {
@@ -276,135 +295,78 @@ static int prepare_parameter_gradients(
             if (buffer == nil)
                 return mpsnorm_objc_fail(message, size,
                                          "%s: the gradient state of image %lu has no %s buffer",
-                                         inorm_name(call), (unsigned long)i, names[k]);
+                                         job->name, (unsigned long)i, names[k]);
             if ([buffer length] < needed)
                 return mpsnorm_objc_unsupported(
                     message, size,
                     "%s: %s of image %lu holds %lu bytes, fewer than %lu (C = %lld floats); "
                     "cannot read the gamma/beta gradients on this system",
-                    inorm_name(call), names[k], (unsigned long)i, (unsigned long)[buffer length],
-                    (unsigned long)needed, (long long)call->batch->c);
+                    job->name, names[k], (unsigned long)i, (unsigned long)[buffer length],
+                    (unsigned long)needed, (long long)job->batch->destination->shape[1]);
             MTLStorageMode mode = [buffer storageMode];
             if (mode == MTLStorageModePrivate)
                 return mpsnorm_objc_unsupported(
                     message, size,
                     "%s: %s of image %lu is GPU-private (MTLStorageModePrivate); the CPU "
                     "cannot read the gamma/beta gradients on this system",
-                    inorm_name(call), names[k], (unsigned long)i);
-            if (mode == MTLStorageModeManaged) {
-                if (blit == nil)
-                    blit = [command_buffer blitCommandEncoder];
-                if (blit == nil)
-                    return mpsnorm_objc_fail(message, size,
-                                             "%s: could not create a blit encoder to synchronize "
-                                             "the gamma/beta gradients",
-                                             inorm_name(call));
+                    job->name, names[k], (unsigned long)i);
+            if (mode == MTLStorageModeManaged)
                 [blit synchronizeResource:buffer];
-            }
         }
     }
-    if (blit != nil)
-        [blit endEncoding];
     return MPSNORM_OK;
 }
 
-/* After completion: image i's gradients -> row i of the per-image arrays. */
-static void copy_parameter_gradients(const inorm_call *call,
-                                     NSArray<MPSCNNInstanceNormalizationGradientState *> *states)
+/* After completion: image i's gradients -> row first + i of the per-image arrays. */
+static void finish(const mpsnorm_objc_job *job, int64_t first, int64_t count)
     MPSNORM_OBJC_NEEDS_MACOS_10_13_4
 {
-    size_t row = (size_t)call->batch->c;
-    NSUInteger count = [states count];
-    for (NSUInteger i = 0; i < count; i++) {
-        MPSCNNInstanceNormalizationGradientState *state = [states objectAtIndex:i];
-        memcpy(call->dgamma_per_image + (size_t)i * row, [[state gradientForGamma] contents],
-               row * sizeof(float));
-        memcpy(call->dbeta_per_image + (size_t)i * row, [[state gradientForBeta] contents],
-               row * sizeof(float));
+    const inorm_call *call = job->context;
+    size_t row = (size_t)job->batch->destination->shape[1];
+    for (int64_t i = 0; i < count; i++) {
+        MPSCNNInstanceNormalizationGradientState *state =
+            [call->states objectAtIndex:(NSUInteger)i];
+        memcpy(call->dgamma_per_image + (size_t)(first + i) * row,
+               [[state gradientForGamma] contents], row * sizeof(float));
+        memcpy(call->dbeta_per_image + (size_t)(first + i) * row,
+               [[state gradientForBeta] contents], row * sizeof(float));
     }
 }
 
 static int run(void *context, char *message, size_t size) MPSNORM_OBJC_NEEDS_MACOS_10_13_4
 {
-    const inorm_call *call = context;
-    const mpsnorm_metal_batch *batch = call->batch;
-    const char *what = inorm_name(call);
-    id<MTLDevice> device = mpsnorm_objc_device();
-    if (call->cache == NULL || device == nil)
-        return mpsnorm_objc_fail(message, size, "%s: no Metal device or engine cache", what);
-    if (call->gradient && (call->dgamma_per_image == NULL || call->dbeta_per_image == NULL))
-        return mpsnorm_objc_fail(message, size, "%s: no storage for the gamma/beta gradients",
-                                 what);
+    return mpsnorm_objc_run(context, message, size);
+}
 
-    NSMutableArray<MPSImage *> *sources =
-        mpsnorm_objc_images(device, batch, batch->primary, what, message, size);
-    if (sources == nil)
-        return MPSNORM_ERR_BACKEND_FAILURE;
-    NSMutableArray<MPSImage *> *inputs = nil, *forward_results = nil;
-    NSMutableArray<MPSCNNInstanceNormalizationGradientState *> *states = nil;
-    if (call->gradient) {
-        inputs = mpsnorm_objc_images(device, batch, batch->secondary, what, message, size);
-        if (inputs == nil)
-            return MPSNORM_ERR_BACKEND_FAILURE;
-        forward_results = mpsnorm_objc_images(device, batch, NULL, what, message, size);
-        if (forward_results == nil)
-            return MPSNORM_ERR_BACKEND_FAILURE;
-        states = [NSMutableArray arrayWithCapacity:(NSUInteger)batch->n];
-        if (states == nil)
-            return mpsnorm_objc_fail(message, size, "%s: out of memory", what);
+static int instance_norm(mpsnorm_metal_cache *cache, const mpsnorm_inorm_params *params,
+                         const mpsnorm_metal_batch *batch, float *_Nullable dgamma_per_image,
+                         float *_Nullable dbeta_per_image, char *message, size_t size)
+{
+    const int gradient = dgamma_per_image != NULL;
+    const char *name = gradient ? "MPSCNNInstanceNormalizationGradient"
+                                : "MPSCNNInstanceNormalization";
+    if (@available(macOS 10.13.4, *)) {
+        inorm_call call = {params, dgamma_per_image, dbeta_per_image, gradient, nil};
+        mpsnorm_objc_job job = {name, cache, batch, gradient, encode,
+                                gradient ? download : NULL, gradient ? finish : NULL, &call};
+        return mpsnorm_objc_guard(name, run, &job, message, size);
     }
-    NSMutableArray<MPSImage *> *destinations =
-        mpsnorm_objc_images(device, batch, NULL, what, message, size);
-    if (destinations == nil)
-        return MPSNORM_ERR_BACKEND_FAILURE;
-    id<MTLCommandBuffer> command_buffer = mpsnorm_objc_command_buffer(what, message, size);
-    if (command_buffer == nil)
-        return MPSNORM_ERR_BACKEND_FAILURE;
-
-    int status = MPSNORM_ERR_BACKEND_FAILURE;
-    mpsnorm_objc_lock(call->cache);
-    @try {
-        status = encode(call, device, command_buffer, sources, inputs, forward_results,
-                        destinations, states, message, size);
-    } @finally {
-        mpsnorm_objc_unlock(call->cache);
-    }
-    if (status != MPSNORM_OK)
-        return status;
-    if (call->gradient) {
-        status = prepare_parameter_gradients(call, states, command_buffer, message, size);
-        if (status != MPSNORM_OK)
-            return status;
-    }
-
-    mpsnorm_objc_synchronize(destinations, command_buffer);
-    status = mpsnorm_objc_commit_and_wait(command_buffer, what, message, size);
-    if (status != MPSNORM_OK)
-        return status;
-    mpsnorm_objc_download(destinations, batch, batch->destination);
-    if (call->gradient)
-        copy_parameter_gradients(call, states);
-    return MPSNORM_OK;
+    return mpsnorm_objc_fail_old_macos(name, message, size);
 }
 
 int mpsnorm_metal_inorm_forward(mpsnorm_metal_cache *cache, const mpsnorm_inorm_params *params,
                                 const mpsnorm_metal_batch *batch, char *message, size_t size)
 {
-    if (@available(macOS 10.13.4, *)) {
-        inorm_call call = {cache, params, batch, NULL, NULL, 0};
-        return mpsnorm_objc_guard("MPSCNNInstanceNormalization", run, &call, message, size);
-    }
-    return mpsnorm_objc_fail_old_macos("MPSCNNInstanceNormalization", message, size);
+    return instance_norm(cache, params, batch, NULL, NULL, message, size);
 }
 
 int mpsnorm_metal_inorm_gradient(mpsnorm_metal_cache *cache, const mpsnorm_inorm_params *params,
                                  const mpsnorm_metal_batch *batch, float *dgamma_per_image,
                                  float *dbeta_per_image, char *message, size_t size)
 {
-    if (@available(macOS 10.13.4, *)) {
-        inorm_call call = {cache, params, batch, dgamma_per_image, dbeta_per_image, 1};
-        return mpsnorm_objc_guard("MPSCNNInstanceNormalizationGradient", run, &call, message,
-                                  size);
-    }
-    return mpsnorm_objc_fail_old_macos("MPSCNNInstanceNormalizationGradient", message, size);
+    if (dgamma_per_image == NULL || dbeta_per_image == NULL)
+        return mpsnorm_objc_fail(message, size,
+                                 "MPSCNNInstanceNormalizationGradient: no storage for the "
+                                 "gamma/beta gradients");
+    return instance_norm(cache, params, batch, dgamma_per_image, dbeta_per_image, message, size);
 }

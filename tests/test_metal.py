@@ -4,8 +4,9 @@ the CPU fallback of what MPS cannot do.
 
 Runs only where mpsnorm.backends() contains "metal"; elsewhere every test is
 skipped with the reason. Set MPSNORM_REQUIRE_METAL=1 to turn that skip into a
-failure (on a machine that must have Metal). GitHub's hosted macOS runners do
-not support MPS (paravirtual GPU), so there these tests skip.
+failure (on a machine that must have Metal). Whether a hosted CI runner exposes
+a GPU that MPS supports is the runner's affair: these tests run where it does.
+On Linux, tests/test_metal_fake.py runs this file against the fake Metal/MPS.
 """
 
 import os
@@ -34,6 +35,7 @@ def metal_required():
 
 DTYPES = (np.float32, np.float16)
 SHAPE = (2, 5, 9, 11)  # N, C, H, W: C = 5 needs two MPS texture slices
+LARGE_SHAPE = (2, 8, 96, 96)  # 288 KiB of float32: backend="auto" sends it to Metal
 MEMORIES = ("contiguous", "strided", "reversed")  # zero-copy and staged paths
 LCN_WINDOWS = (1, 2, 3, 4, 5, 8)
 LCN_PARAMS = {
@@ -214,8 +216,30 @@ def test_auto_falls_back_to_cpu_for_unequal_kernel():
     assert_close(y, ref.lcn_forward(x, 3, 5, alpha=1.0), np.float32, scale_from=(x,),
                  what="LCN 3x5 fallback")
     square = mpsnorm.LocalContrastNormalization(3, 3, backend="auto", alpha=1.0)
-    square(x)
+    square(np.zeros(LARGE_SHAPE, np.float32))
     assert square.last_backend == "metal"
+
+
+def small_call_bytes():
+    """The size below which backend="auto" keeps a call on the CPU (README, Metal)."""
+    return int(os.environ.get("MPSNORM_METAL_MIN_CALL_BYTES") or 256 * 1024)
+
+
+def test_auto_keeps_small_calls_on_the_cpu():
+    limit = small_call_bytes()
+    if limit == 0:
+        pytest.skip("MPSNORM_METAL_MIN_CALL_BYTES=0 sends every call to Metal")
+    rng = np.random.default_rng(8)
+    lcn = mpsnorm.LocalContrastNormalization(3, backend="auto")
+    width = 128  # float32 rows of 512 bytes
+    below = random_array(rng, (1, 1, max(1, (limit - 1) // 4 // width), width), np.float32)
+    if below.nbytes < limit:
+        lcn(below)
+        assert lcn.last_backend == "cpu"
+    at = random_array(rng, (1, 1, -(-limit // (4 * width)), width), np.float32)
+    assert_close(lcn(at), ref.lcn_forward(at, 3, 3), np.float32, scale_from=(at,),
+                 what="LCN at the small-call bound")
+    assert lcn.last_backend == "metal"
 
 
 def test_auto_falls_back_to_cpu_for_float64():

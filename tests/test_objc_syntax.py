@@ -39,7 +39,8 @@ OBJC = os.path.join(ROOT, "objc")
 DECLARATIONS = os.path.join(ROOT, "tests", "objc", "mps_declarations.h")
 APPLE_API = os.path.join(os.path.dirname(ROOT), "shared", "apple_api.txt")
 M_FILES = sorted(glob.glob(os.path.join(OBJC, "*.m")))
-EXPECTED_M_FILES = {"metal_context.m", "metal_instance_norm.m", "metal_lcn.m"}
+EXPECTED_M_FILES = {"metal_context.m", "metal_instance_norm.m", "metal_lcn.m", "metal_pool.m",
+                    "metal_run.m"}
 
 SYNTAX_FLAGS = [
     "-fsyntax-only", "-x", "objective-c", "-fobjc-arc", "-fobjc-runtime=macosx-13.0",
@@ -73,6 +74,7 @@ int vsnprintf(char *s, size_t n, const char *format, va_list args);
 #include <stddef.h>
 void *malloc(size_t size);
 void *calloc(size_t count, size_t size);
+void *realloc(void *pointer, size_t size);
 void free(void *pointer);
 """,
     "string.h": """
@@ -162,7 +164,7 @@ def test_objc_availability(path, tmp_path):
 
 MUTATIONS = [
     # (file, original text, replacement, what clang must say, availability pass?)
-    ("metal_lcn.m", "[kernel setAlpha:params->alpha];", "[kernel setAlfa:params->alpha];",
+    ("metal_lcn.m", "[kernel setAlpha:(params)->alpha];", "[kernel setAlfa:(params)->alpha];",
      "setAlfa", False),
     ("metal_lcn.m", "kernelWidth:(NSUInteger)params->kernel_width", "kernelWidth:params",
      "incompatible pointer to integer conversion", False),
@@ -171,13 +173,18 @@ MUTATIONS = [
     ("metal_lcn.m", "[kernel setPrimaryEdgeMode:MPSImageEdgeModeZero];",
      "[forward_kernel(cache, device, params) setPrimaryEdgeMode:MPSImageEdgeModeZero];",
      "setPrimaryEdgeMode", False),
-    ("metal_context.m", "[images addObject:image];", "[images addObject:image count:1];",
+    ("metal_pool.m", "[images addObject:image];", "[images addObject:image count:1];",
      "addObject:count:", False),
+    ("metal_run.m", "destinationSlice:(NSUInteger)s", "destinationSlice:texture",
+     "incompatible pointer to integer conversion", False),
     ("metal_instance_norm.m", "- (NSUInteger)numberOfFeatureChannels\n",
      "- (NSUInteger)numberOfFeatureChannel\n", "numberOfFeatureChannels", False),
-    ("metal_lcn.m", "    if (@available(macOS 10.13.4, *)) {\n        lcn_call call = {cache, params, batch, 0};",
-     "    if (1) {\n        lcn_call call = {cache, params, batch, 0};",
-     "only available on macOS 10.13.4", True),
+    ("metal_lcn.m", "    if (@available(macOS 10.13.4, *)) {\n        lcn_call call",
+     "    if (1) {\n        lcn_call call", "only available on macOS 10.13.4", True),
+    ("metal_context.m", "        if (@available(macOS 10.14, *))\n"
+     "            *max_buffer_length = [device maxBufferLength];",
+     "        *max_buffer_length = [device maxBufferLength];",
+     "only available on macOS 10.14", True),
 ]
 
 
@@ -317,9 +324,14 @@ def test_selectors_in_apple_api():
                      "destinationGradients:",
                      "resultStateForSourceImage:sourceStates:destinationImage:",
                      "initWithDevice:kernelWidth:kernelHeight:", "setAlpha:", "setPs:",
-                     "writeBytes:dataLayout:imageIndex:", "readBytes:dataLayout:imageIndex:",
-                     "synchronizeOnCommandBuffer:", "commit", "waitUntilCompleted", "status",
-                     "gradientForGamma", "setEpsilon:", "initWithDevice:dataSource:"):
+                     "copyFromBuffer:sourceOffset:sourceBytesPerRow:sourceBytesPerImage:"
+                     "sourceSize:toTexture:destinationSlice:destinationLevel:destinationOrigin:",
+                     "copyFromTexture:sourceSlice:sourceLevel:sourceOrigin:sourceSize:toBuffer:"
+                     "destinationOffset:destinationBytesPerRow:destinationBytesPerImage:",
+                     "temporaryImageWithCommandBuffer:imageDescriptor:", "setReadCount:",
+                     "texture", "pixelSize", "newBufferWithLength:options:",
+                     "respondsToSelector:", "setStorageMode:", "commit", "waitUntilCompleted",
+                     "status", "gradientForGamma", "setEpsilon:", "initWithDevice:dataSource:"):
         assert selector in used, "the selector parse missed %s" % selector
     unknown = sorted(used - own - known)
     assert not unknown, ("selectors used in objc/ but absent from shared/apple_api.txt: %s"
@@ -381,7 +393,7 @@ def test_declarations_match_apple_api():
     text = open(DECLARATIONS).read()
     constants, functions = declared_constants_and_functions(text)
     assert {"MTLCreateSystemDefaultDevice", "MPSSupportsMTLDevice"} <= functions, functions
-    assert {"MTLCommandBufferStatusCompleted", "MPSDataLayoutHeightxWidthxFeatureChannels",
+    assert {"MTLCommandBufferStatusCompleted", "MTLResourceStorageModeShared",
             "MPSImageFeatureChannelFormatFloat16", "MTLStorageModePrivate"} <= constants, constants
     unknown = sorted([("constant", c) for c in constants if ("constant", "-", c) not in entries] +
                      [("function", f) for f in functions if ("function", "-", f) not in entries])

@@ -39,26 +39,36 @@ int mpsnorm_metal_cache_create(mpsnorm_metal_cache **cache);
 void mpsnorm_metal_cache_free(mpsnorm_metal_cache *cache);
 
 /*
- * A batch staged for Metal: N images, each C x H x W, contiguous, image n at
- * element offset n*C*H*W. nhwc = 0: channel planes of H x W
- * (MPSDataLayoutFeatureChannelsxHeightxWidth); nhwc = 1: pixels of C
- * interleaved channels (MPSDataLayoutHeightxWidthxFeatureChannels).
- * dtype is MPSNORM_FLOAT32 or MPSNORM_FLOAT16.
+ * The Metal device's limits (MTLDevice.h): the longest buffer it makes and
+ * the memory it can use at once without degrading (recommendedMaxWorkingSetSize).
+ * MPSNORM_OK, or BACKEND_UNAVAILABLE where there is no device.
+ */
+int mpsnorm_metal_limits(uint64_t *max_buffer_length, uint64_t *working_set);
+
+/*
+ * A call as the Metal backend receives it: validated tensors of one shape
+ * (N, C, H, W), float32 or float16, any strides (objc/ copies them into and
+ * out of MPS's texel layout itself, metal_staging.h). The destination is
+ * written only when the whole call has succeeded.
  */
 typedef struct mpsnorm_metal_batch {
-    int32_t dtype;
-    int32_t nhwc;
-    int64_t n, c, h, w;
-    const void *primary;    /* forward: x; gradient: dy */
-    const void *secondary;  /* gradient: x; forward: NULL */
-    void *destination;      /* forward: y; gradient: dx */
+    const mpsnorm_tensor *primary;     /* forward: x; gradient: dy */
+    const mpsnorm_tensor *secondary;   /* gradient: x; forward: NULL */
+    const mpsnorm_tensor *destination; /* forward: y; gradient: dx */
 } mpsnorm_metal_batch;
 
-/* On failure each writes a NUL-terminated reason into message (size bytes). */
+/*
+ * On failure each writes a NUL-terminated reason into message (size bytes).
+ * MPSNORM_ERR_UNSUPPORTED means this system's MPS cannot run the class of
+ * call at all (the route then refuses the class for the engine).
+ */
 int mpsnorm_metal_lcn_forward(mpsnorm_metal_cache *cache, const mpsnorm_lcn_params *params,
                               const mpsnorm_metal_batch *batch, char *message, size_t size);
+/* with_forward: encode the forward pass that fills the gradient states first
+ * (0: the gradient alone, for an MPS whose LCN state holds only properties). */
 int mpsnorm_metal_lcn_gradient(mpsnorm_metal_cache *cache, const mpsnorm_lcn_params *params,
-                               const mpsnorm_metal_batch *batch, char *message, size_t size);
+                               const mpsnorm_metal_batch *batch, int with_forward,
+                               char *message, size_t size);
 int mpsnorm_metal_inorm_forward(mpsnorm_metal_cache *cache, const mpsnorm_inorm_params *params,
                                 const mpsnorm_metal_batch *batch, char *message, size_t size);
 /* dgamma_per_image / dbeta_per_image: N*C floats each, image-major; the

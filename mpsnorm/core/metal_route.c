@@ -1,10 +1,11 @@
 /*
  * metal_route.c -- how a validated call reaches the Metal backend (see
  * metal_route.h). Plain C99, compiled and tested on every OS; objc/ only
- * moves the staged batches in and out of MPS.
+ * moves tensors in and out of MPS and encodes the kernels.
  *
- * 1. Capability check. Metal refuses, with MPSNORM_ERR_UNSUPPORTED and a
- *    message (the dispatcher may then run the call on the CPU):
+ * In order, a call is refused with MPSNORM_ERR_UNSUPPORTED and a message (the
+ * dispatcher may then run it on the CPU) when:
+ *  1. Metal cannot hold it:
  *      - float64 data: MPS images hold float32 or float16 feature channels;
  *      - LCN with kernel_width != kernel_height: MPSCNNNormalization.h says
  *        "For now, kernelWidth must be equal to kernelHeight";
@@ -16,17 +17,22 @@
  *        stores (C + 3) / 4 channel slices in a texture array and notes that
  *        "many devices can operate on texture arrays of no more than 2048
  *        slices"; 2048 * 4 = 8192.
- * 2. Staging. backend.h batches are contiguous N images in NCHW or NHWC
- *    order. The order is chosen to match as many of the call's tensors as
- *    possible (ties: NCHW); a tensor already contiguous in that order is
- *    passed by pointer (no copy), any other is copied, bit for bit, to or
- *    from a contiguous staging buffer. Every buffer is allocated before the
- *    backend runs, so after it succeeds nothing can fail; when it fails
- *    (including MPSNORM_ERR_UNSUPPORTED from objc/, for what this system's
- *    MPS turns out not to provide) no output has been written.
- * 3. Instance-norm gradient: MPS leaves gamma/beta gradients per image; they
- *    are summed over the batch in image order with a double accumulator into
- *    the caller's float32 vectors.
+ *  2. It is small and the engine may choose (AUTO): fewer than
+ *     MPSNORM_METAL_MIN_CALL_BYTES bytes of one tensor (the environment
+ *     variable of that name, read once, overrides it) run on the CPU, which
+ *     finishes them before a command buffer would have come back.
+ *  3. The engine's Metal refused its class before, or the class's self-check
+ *     failed (metal_selfcheck.h).
+ *  4. One image does not fit the device: its texels are more than the
+ *     longest buffer the device makes (maxBufferLength), or the textures and
+ *     staging buffers of one image are more than half the working set the
+ *     device recommends (objc/ splits a batch over as many command buffers as
+ *     that bound needs).
+ * Everything the route allocates (the per-image gamma/beta gradients) is
+ * allocated before the backend runs; when the backend fails nothing has been
+ * written. MPS leaves gamma/beta gradients per image; they are summed over
+ * the batch in image order with a double accumulator into the caller's
+ * float32 vectors.
  */
 #include <assert.h>
 #include <pthread.h>
@@ -40,6 +46,34 @@
 
 #define MPSNORM_METAL_MAX_SIDE 16384
 #define MPSNORM_METAL_MAX_CHANNELS 8192
+
+/* ---- small calls ------------------------------------------------------------ */
+
+static uint64_t min_call_bytes = MPSNORM_METAL_MIN_CALL_BYTES;
+static pthread_once_t min_call_once = PTHREAD_ONCE_INIT;
+
+static void read_min_call_bytes(void)
+{
+    const char *setting = getenv("MPSNORM_METAL_MIN_CALL_BYTES");
+    char *end;
+    if (setting != NULL && *setting != '\0') {
+        unsigned long long bytes = strtoull(setting, &end, 10);
+        if (*end == '\0')
+            min_call_bytes = (uint64_t)bytes;
+    }
+}
+
+static uint64_t small_call_bytes(void)
+{
+    pthread_once(&min_call_once, read_min_call_bytes);
+    return min_call_bytes;
+}
+
+void mpsnorm_metal_route_set_min_call_bytes(uint64_t bytes)
+{
+    pthread_once(&min_call_once, read_min_call_bytes);
+    min_call_bytes = bytes;
+}
 
 /* ---- an engine's binding ---------------------------------------------------- */
 
@@ -154,82 +188,6 @@ int mpsnorm_metal_supports_inorm(const mpsnorm_inorm_params *params, const mpsno
     return check_data(x, "MPSCNNInstanceNormalization", message, size);
 }
 
-/* ---- layout -------------------------------------------------------------- */
-
-/* 1 if t is exactly a contiguous batch in NCHW (nhwc = 0) or NHWC order.
- * Axes of size 1 never move the address, so their strides do not matter. */
-static int is_packed(const mpsnorm_tensor *t, int nhwc)
-{
-    const int64_t c = t->shape[1], h = t->shape[2], w = t->shape[3];
-    const int64_t nchw_strides[4] = {c * h * w, h * w, w, 1};
-    const int64_t nhwc_strides[4] = {h * w * c, 1, w * c, c};
-    const int64_t *expected = nhwc ? nhwc_strides : nchw_strides;
-    for (int axis = 0; axis < 4; axis++)
-        if (t->shape[axis] > 1 && t->strides[axis] != expected[axis])
-            return 0;
-    return 1;
-}
-
-/* The staging order matching most of the given tensors (NULLs ignored). */
-static int choose_nhwc(const mpsnorm_tensor *const *tensors, int count)
-{
-    int nchw = 0, nhwc = 0;
-    for (int i = 0; i < count; i++) {
-        if (tensors[i] == NULL)
-            continue;
-        nchw += is_packed(tensors[i], 0);
-        nhwc += is_packed(tensors[i], 1);
-    }
-    return nhwc > nchw;
-}
-
-/* Logical strides (N, C, H, W) of a contiguous batch in the staging order. */
-static void packed_strides(const mpsnorm_tensor *t, int nhwc, int64_t strides[4])
-{
-    const int64_t c = t->shape[1], h = t->shape[2], w = t->shape[3];
-    strides[0] = c * h * w;
-    strides[1] = nhwc ? 1 : h * w;
-    strides[2] = nhwc ? w * c : w;
-    strides[3] = nhwc ? c : 1;
-}
-
-/*
- * Copies every element of a (N, C, H, W) tensor between two layouts, bit for
- * bit (elements are moved as 2- or 4-byte integers). Loops run in the staging
- * buffer's memory order: (N, C, H, W) for NCHW, (N, H, W, C) for NHWC.
- */
-static void copy_elements(void *dst, const int64_t dst_strides[4], const void *src,
-                          const int64_t src_strides[4], const int64_t shape[4], int nhwc,
-                          size_t item)
-{
-    static const int nchw_order[4] = {0, 1, 2, 3};
-    static const int nhwc_order[4] = {0, 2, 3, 1};
-    const int *order = nhwc ? nhwc_order : nchw_order;
-    int64_t extent[4], ds[4], ss[4];
-    for (int i = 0; i < 4; i++) {
-        extent[i] = shape[order[i]];
-        ds[i] = dst_strides[order[i]];
-        ss[i] = src_strides[order[i]];
-    }
-    for (int64_t a = 0; a < extent[0]; a++)
-        for (int64_t b = 0; b < extent[1]; b++)
-            for (int64_t c = 0; c < extent[2]; c++) {
-                int64_t d = a * ds[0] + b * ds[1] + c * ds[2];
-                int64_t s = a * ss[0] + b * ss[1] + c * ss[2];
-                if (item == 2) {
-                    uint16_t *to = dst;
-                    const uint16_t *from = src;
-                    for (int64_t e = 0; e < extent[3]; e++)
-                        to[d + e * ds[3]] = from[s + e * ss[3]];
-                } else {
-                    uint32_t *to = dst;
-                    const uint32_t *from = src;
-                    for (int64_t e = 0; e < extent[3]; e++)
-                        to[d + e * ds[3]] = from[s + e * ss[3]];
-                }
-            }
-}
-
 /* ---- one routed call ----------------------------------------------------- */
 
 typedef enum route_kernel {
@@ -242,62 +200,71 @@ typedef enum route_kernel {
 typedef struct route_call {
     route_kernel kernel;
     mpsnorm_metal_binding *binding;
-    mpsnorm_metal_cache *cache;
     const mpsnorm_lcn_params *lcn;
     const mpsnorm_inorm_params *inorm;
-    const mpsnorm_tensor *primary;   /* forward: x; gradient: dy */
-    const mpsnorm_tensor *secondary; /* gradient: x; forward: NULL */
-    const mpsnorm_tensor *out;
+    mpsnorm_metal_batch batch;
     const mpsnorm_vector *dgamma, *dbeta; /* instance-norm gradient only, may be NULL */
     int may_fall_back;                    /* the engine may run a refused call on the CPU */
     int *notice;                          /* set when message is a notice for the user */
 } route_call;
 
-/* Everything a call allocates; freed in one place. */
-typedef struct route_buffers {
-    void *primary, *secondary, *destination;
-    float *dgamma, *dbeta; /* per image, N*C each */
-} route_buffers;
-
-static void free_buffers(route_buffers *buffers)
+/* 1 when the channels of a pixel lie closer together than the pixels of a row
+ * (NHWC-like memory): a class of call of its own for the self-check, since
+ * objc/ packs such tensors differently. */
+static int channel_interleaved(const mpsnorm_tensor *t)
 {
-    free(buffers->primary);
-    free(buffers->secondary);
-    free(buffers->destination);
-    free(buffers->dgamma);
-    free(buffers->dbeta);
+    return t->shape[1] > 1 && llabs(t->strides[1]) < llabs(t->strides[3]);
 }
 
-static int out_of_memory(route_buffers *buffers, const char *what, char *message, size_t size)
+/* Bytes of the textures of one image (4 channels a texel, the most MPS uses). */
+static uint64_t texel_bytes(const mpsnorm_tensor *t)
 {
-    free_buffers(buffers);
-    return mpsnorm_fail(MPSNORM_ERR_OUT_OF_MEMORY, message, size,
-                        "could not allocate the Metal staging buffer for %s", what);
+    return (uint64_t)((t->shape[1] + 3) / 4) * 4 * (uint64_t)t->shape[2] *
+           (uint64_t)t->shape[3] * mpsnorm_dtype_size(t->dtype);
 }
 
-/* A staging buffer of `bytes`, unless t is already packed in the staging order. */
-static int stage(void **buffer, const mpsnorm_tensor *t, int nhwc, size_t bytes)
+/* UNSUPPORTED unless one image of the call fits the device (see the top). */
+static int check_fits(const route_call *call, char *message, size_t size)
 {
-    *buffer = NULL;
-    if (t == NULL || is_packed(t, nhwc))
-        return 1;
-    *buffer = malloc(bytes);
-    return *buffer != NULL;
+    uint64_t max_buffer = 0, working_set = 0;
+    const mpsnorm_tensor *x = call->batch.destination;
+    /* per image: its inputs and output as textures and as staging, and a
+     * forward result inside a gradient */
+    const uint64_t tensors = call->batch.secondary != NULL ? 3 : 2;
+    const uint64_t image = texel_bytes(x);
+    const uint64_t needed = image * (2 * tensors + (call->batch.secondary != NULL));
+    int status = mpsnorm_metal_limits(&max_buffer, &working_set);
+    if (status != MPSNORM_OK)
+        return mpsnorm_fail(status, message, size, "the Metal device's limits are unknown");
+    if (image > max_buffer)
+        return mpsnorm_fail(MPSNORM_ERR_UNSUPPORTED, message, size,
+                            "one image takes %llu bytes of texels, more than the %llu bytes of "
+                            "the longest buffer this Metal device makes (maxBufferLength)",
+                            (unsigned long long)image, (unsigned long long)max_buffer);
+    if (needed > working_set / 2)
+        return mpsnorm_fail(MPSNORM_ERR_UNSUPPORTED, message, size,
+                            "one image needs %llu bytes of textures and buffers on the GPU, more "
+                            "than half the %llu bytes this Metal device recommends using at "
+                            "once (recommendedMaxWorkingSetSize)",
+                            (unsigned long long)needed, (unsigned long long)working_set);
+    return MPSNORM_OK;
 }
 
-static int call_backend(const route_call *call, const mpsnorm_metal_batch *batch,
-                        route_buffers *buffers, char *message, size_t size)
+static int call_backend(const route_call *call, int with_forward, float *dgamma_images,
+                        float *dbeta_images, char *message, size_t size)
 {
+    mpsnorm_metal_cache *cache = call->binding->cache;
     switch (call->kernel) {
     case LCN_FORWARD:
-        return mpsnorm_metal_lcn_forward(call->cache, call->lcn, batch, message, size);
+        return mpsnorm_metal_lcn_forward(cache, call->lcn, &call->batch, message, size);
     case LCN_GRADIENT:
-        return mpsnorm_metal_lcn_gradient(call->cache, call->lcn, batch, message, size);
+        return mpsnorm_metal_lcn_gradient(cache, call->lcn, &call->batch, with_forward, message,
+                                          size);
     case INORM_FORWARD:
-        return mpsnorm_metal_inorm_forward(call->cache, call->inorm, batch, message, size);
+        return mpsnorm_metal_inorm_forward(cache, call->inorm, &call->batch, message, size);
     case INORM_GRADIENT:
-        return mpsnorm_metal_inorm_gradient(call->cache, call->inorm, batch, buffers->dgamma,
-                                            buffers->dbeta, message, size);
+        return mpsnorm_metal_inorm_gradient(cache, call->inorm, &call->batch, dgamma_images,
+                                            dbeta_images, message, size);
     }
     return mpsnorm_fail(MPSNORM_ERR_BACKEND_FAILURE, message, size, "unknown Metal kernel");
 }
@@ -317,89 +284,61 @@ static void sum_over_batch(const mpsnorm_vector *vector, const float *per_image,
 
 static int route(const route_call *call, char *message, size_t size)
 {
-    if (call->binding == NULL || call->cache == NULL)
+    if (call->binding == NULL || call->binding->cache == NULL)
         return mpsnorm_fail(MPSNORM_ERR_BACKEND_UNAVAILABLE, message, size,
                             "the engine has no Metal cache");
-    const mpsnorm_tensor *x = call->secondary != NULL ? call->secondary : call->primary;
-    const mpsnorm_tensor *tensors[3] = {call->primary, call->secondary, call->out};
-    const int nhwc = choose_nhwc(tensors, 3);
-    const size_t item = mpsnorm_dtype_size(x->dtype);
-    const int64_t count = mpsnorm_tensor_count(x);
+    const mpsnorm_tensor *x = call->batch.secondary != NULL ? call->batch.secondary
+                                                            : call->batch.primary;
     const int64_t n = x->shape[0], c = x->shape[1];
+    const uint64_t bytes = (uint64_t)mpsnorm_tensor_count(x) * mpsnorm_dtype_size(x->dtype);
+    if (call->may_fall_back && bytes < small_call_bytes())
+        return mpsnorm_fail(MPSNORM_ERR_UNSUPPORTED, message, size,
+                            "a call of %llu bytes a tensor runs faster on the CPU",
+                            (unsigned long long)bytes);
+
     mpsnorm_metal_class cls;
     cls.kernel = (int)call->kernel;
     cls.dtype = x->dtype;
-    cls.nhwc = nhwc;
+    cls.nhwc = channel_interleaved(x);
     cls.even_window = call->lcn != NULL && call->lcn->kernel_width % 2 == 0;
     cls.alpha_nonzero = call->lcn != NULL && call->lcn->alpha != 0.0f;
     cls.parameter_gradients = call->dgamma != NULL || call->dbeta != NULL;
+    int with_forward = 1;
     int status = refused_before(call->binding, &cls, message, size);
     if (status == MPSNORM_OK)
-        status = mpsnorm_metal_trust(call->cache, &cls, call->lcn, call->inorm, c,
-                                     call->may_fall_back, message, size, call->notice);
+        status = mpsnorm_metal_trust(call->binding->cache, &cls, call->lcn, call->inorm, c,
+                                     call->may_fall_back, message, size, call->notice,
+                                     &with_forward);
+    if (status == MPSNORM_OK)
+        status = check_fits(call, message, size);
     if (status != MPSNORM_OK)
         return status;
 
-    route_buffers buffers = {NULL, NULL, NULL, NULL, NULL};
-    if ((uint64_t)count > SIZE_MAX / item)
-        return out_of_memory(&buffers, "the tensors", message, size);
-    const size_t bytes = (size_t)count * item;
-    if (!stage(&buffers.primary, call->primary, nhwc, bytes))
-        return out_of_memory(&buffers, call->secondary != NULL ? "dy" : "x", message, size);
-    if (!stage(&buffers.secondary, call->secondary, nhwc, bytes))
-        return out_of_memory(&buffers, "x", message, size);
-    if (!stage(&buffers.destination, call->out, nhwc, bytes))
-        return out_of_memory(&buffers, call->secondary != NULL ? "dx" : "y", message, size);
+    float *dgamma = NULL, *dbeta = NULL; /* per image, N*C each */
     if (call->kernel == INORM_GRADIENT) {
-        /* n * c <= count, so n * c * sizeof(float) overflows only with count. */
-        if ((uint64_t)(n * c) > SIZE_MAX / sizeof(float))
-            return out_of_memory(&buffers, "the gamma/beta gradients", message, size);
-        buffers.dgamma = malloc((size_t)(n * c) * sizeof(float));
-        buffers.dbeta = malloc((size_t)(n * c) * sizeof(float));
-        if (buffers.dgamma == NULL || buffers.dbeta == NULL)
-            return out_of_memory(&buffers, "the gamma/beta gradients", message, size);
+        /* n * c <= the tensor's count, whose bytes the address space holds */
+        dgamma = malloc((size_t)(n * c) * sizeof(float));
+        dbeta = malloc((size_t)(n * c) * sizeof(float));
+        if (dgamma == NULL || dbeta == NULL) {
+            free(dgamma);
+            free(dbeta);
+            return mpsnorm_fail(MPSNORM_ERR_OUT_OF_MEMORY, message, size,
+                                "could not allocate the per-image gamma/beta gradients of the "
+                                "Metal call");
+        }
     }
-
-    int64_t packed[4];
-    packed_strides(x, nhwc, packed);
-    if (buffers.primary != NULL)
-        copy_elements(buffers.primary, packed, call->primary->data, call->primary->strides,
-                      x->shape, nhwc, item);
-    if (buffers.secondary != NULL)
-        copy_elements(buffers.secondary, packed, call->secondary->data, call->secondary->strides,
-                      x->shape, nhwc, item);
-
-    mpsnorm_metal_batch batch;
-    batch.dtype = x->dtype;
-    batch.nhwc = nhwc;
-    batch.n = x->shape[0];
-    batch.c = x->shape[1];
-    batch.h = x->shape[2];
-    batch.w = x->shape[3];
-    batch.primary = buffers.primary != NULL ? buffers.primary : call->primary->data;
-    batch.secondary = call->secondary == NULL ? NULL
-                      : buffers.secondary != NULL ? buffers.secondary
-                                                  : call->secondary->data;
-    batch.destination = buffers.destination != NULL ? buffers.destination : call->out->data;
-
-    status = call_backend(call, &batch, &buffers, message, size);
+    status = call_backend(call, with_forward, dgamma, dbeta, message, size);
     if (status == MPSNORM_ERR_UNSUPPORTED) /* what this engine's MPS lacks stays lacking */
         refuse(call->binding, &cls, message);
-    if (status != MPSNORM_OK) {
-        free_buffers(&buffers);
-        return status;
-    }
-    if (buffers.destination != NULL)
-        copy_elements(call->out->data, call->out->strides, buffers.destination, packed, x->shape,
-                      nhwc, item);
-    if (call->kernel == INORM_GRADIENT) {
+    if (status == MPSNORM_OK && call->kernel == INORM_GRADIENT) {
         if (call->dgamma != NULL)
-            sum_over_batch(call->dgamma, buffers.dgamma, n, c);
+            sum_over_batch(call->dgamma, dgamma, n, c);
         if (call->dbeta != NULL)
-            sum_over_batch(call->dbeta, buffers.dbeta, n, c);
+            sum_over_batch(call->dbeta, dbeta, n, c);
     }
-    free_buffers(&buffers);
-    return MPSNORM_OK;
+    free(dgamma);
+    free(dbeta);
+    return status;
 }
 
 /* ---- entry points -------------------------------------------------------- */
@@ -415,10 +354,10 @@ int mpsnorm_metal_route_lcn(mpsnorm_metal_binding *binding, const mpsnorm_lcn_pa
     int status = mpsnorm_metal_supports_lcn(params, x->tensor, message, size);
     if (status != MPSNORM_OK)
         return status;
-    route_call call = {dy != NULL ? LCN_GRADIENT : LCN_FORWARD, binding,
-                       binding != NULL ? binding->cache : NULL, params, NULL,
-                       dy != NULL ? dy->tensor : x->tensor, dy != NULL ? x->tensor : NULL,
-                       out->tensor, NULL, NULL, may_fall_back, notice};
+    route_call call = {dy != NULL ? LCN_GRADIENT : LCN_FORWARD, binding, params, NULL,
+                       {dy != NULL ? dy->tensor : x->tensor, dy != NULL ? x->tensor : NULL,
+                        out->tensor},
+                       NULL, NULL, may_fall_back, notice};
     return route(&call, message, size);
 }
 
@@ -438,10 +377,10 @@ int mpsnorm_metal_route_instance_norm(mpsnorm_metal_binding *binding,
     if (status != MPSNORM_OK)
         return status;
     const int gradient = dy != NULL;
-    route_call call = {gradient ? INORM_GRADIENT : INORM_FORWARD, binding,
-                       binding != NULL ? binding->cache : NULL, NULL, params,
-                       gradient ? dy->tensor : x->tensor, gradient ? x->tensor : NULL,
-                       out->tensor, gradient && dgamma != NULL ? dgamma->vector : NULL,
+    route_call call = {gradient ? INORM_GRADIENT : INORM_FORWARD, binding, NULL, params,
+                       {gradient ? dy->tensor : x->tensor, gradient ? x->tensor : NULL,
+                        out->tensor},
+                       gradient && dgamma != NULL ? dgamma->vector : NULL,
                        gradient && dbeta != NULL ? dbeta->vector : NULL, may_fall_back, notice};
     return route(&call, message, size);
 }

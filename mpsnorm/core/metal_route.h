@@ -1,13 +1,28 @@
 /*
  * metal_route.h -- how a validated call reaches the Metal backend: the
- * capability check (what MPS cannot do runs on the CPU), staging of strided
- * tensors into the contiguous batches objc/ uploads, and the batch sum of
- * the per-image gamma/beta gradients. Plain C, built and tested everywhere.
+ * capability check (what MPS cannot do runs on the CPU), small calls, the
+ * engine's refusals and the self-check, the device's size limits, and the
+ * batch sum of the per-image gamma/beta gradients. Plain C, built and tested
+ * everywhere.
  */
 #ifndef MPSNORM_CORE_METAL_ROUTE_H
 #define MPSNORM_CORE_METAL_ROUTE_H
 
 #include "backend.h"
+
+/*
+ * Under an AUTO engine, calls whose tensors hold fewer bytes than this run on
+ * the CPU backend. A Metal call costs a command buffer's round trip (commit,
+ * GPU scheduling, wait) plus staging whatever its size; this is the size at
+ * which the CPU backend's time passes that fixed cost (README, "Metal
+ * backend", says how it was set and how to tune it with the bench on a Mac).
+ * An engine created for METAL runs every call it can on Metal.
+ */
+#define MPSNORM_METAL_MIN_CALL_BYTES ((uint64_t)256 << 10)
+
+/* For tests: the size below which AUTO engines run calls on the CPU
+ * (MPSNORM_METAL_MIN_CALL_BYTES, or the environment variable of that name). */
+void mpsnorm_metal_route_set_min_call_bytes(uint64_t bytes);
 
 /*
  * MPSNORM_OK if Metal can run this LCN case, else MPSNORM_ERR_UNSUPPORTED

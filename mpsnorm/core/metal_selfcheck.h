@@ -34,11 +34,14 @@ typedef struct mpsnorm_metal_class {
  *  - MPSNORM_ERR_BACKEND_FAILURE: the class FAILED and the engine may not
  *    fall back; or the check itself could not run on Metal;
  *  - MPSNORM_ERR_OUT_OF_MEMORY: the check's buffers could not be allocated.
+ * *with_forward: for the LCN gradient, whether its calls must encode the
+ * forward pass that fills the gradient states (backend.h): 0 only where the
+ * check found the gradient right without it.
  */
 int mpsnorm_metal_trust(mpsnorm_metal_cache *cache, const mpsnorm_metal_class *cls,
                         const mpsnorm_lcn_params *lcn, const mpsnorm_inorm_params *inorm,
                         int64_t channels, int may_fall_back, char *message, size_t size,
-                        int *notice);
+                        int *notice, int *with_forward);
 
 /* 0 .. MPSNORM_METAL_CLASS_COUNT - 1 */
 int mpsnorm_metal_class_index(const mpsnorm_metal_class *cls);

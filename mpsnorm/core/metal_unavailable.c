@@ -19,6 +19,12 @@ int mpsnorm_metal_device_available(void)
     return 0;
 }
 
+int mpsnorm_metal_limits(uint64_t *max_buffer_length, uint64_t *working_set)
+{
+    *max_buffer_length = *working_set = 0;
+    return MPSNORM_ERR_BACKEND_UNAVAILABLE;
+}
+
 int mpsnorm_metal_cache_create(mpsnorm_metal_cache **cache)
 {
     if (cache != NULL)
@@ -39,9 +45,10 @@ int mpsnorm_metal_lcn_forward(mpsnorm_metal_cache *cache, const mpsnorm_lcn_para
 }
 
 int mpsnorm_metal_lcn_gradient(mpsnorm_metal_cache *cache, const mpsnorm_lcn_params *params,
-                               const mpsnorm_metal_batch *batch, char *message, size_t size)
+                               const mpsnorm_metal_batch *batch, int with_forward,
+                               char *message, size_t size)
 {
-    (void)cache, (void)params, (void)batch;
+    (void)cache, (void)params, (void)batch, (void)with_forward;
     return unavailable(message, size);
 }
 

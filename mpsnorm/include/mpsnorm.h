@@ -278,6 +278,8 @@ typedef struct mpsnorm_metal_check {
     int32_t parameter_gradients; /* instance-norm gradient only, else 0 */
     /* what is known of it */
     int32_t verdict;             /* mpsnorm_metal_verdict */
+    int32_t gradient_alone;      /* LCN gradient PASSED without its forward pass (MPS's state
+                                    holds only properties): the class's calls skip the forward */
     double error;                /* PASSED/FAILED: largest |Metal - CPU| / scale */
     double tolerance;            /* docs/SPEC.md's for the dtype */
     double seconds;              /* how long the check took */

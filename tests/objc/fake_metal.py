@@ -22,6 +22,8 @@ class FakeMetal:
         library.mpsnorm_fake_metal_wait_idle.restype = None
         library.mpsnorm_fake_metal_selfcheck.argtypes = [ctypes.c_int]
         library.mpsnorm_fake_metal_selfcheck.restype = None
+        library.mpsnorm_fake_metal_min_call_bytes.argtypes = [ctypes.c_int64]
+        library.mpsnorm_fake_metal_min_call_bytes.restype = None
         self.settings, self.counters = {}, {}
         index = 0
         while True:
@@ -56,6 +58,11 @@ class FakeMetal:
         """Forgets the Metal self-check's verdicts; False trusts every class from now on
         (as MPSNORM_METAL_SELFCHECK=0 does), True checks each class at its first call."""
         self._lib.mpsnorm_fake_metal_selfcheck(1 if enabled else 0)
+
+    def min_call_bytes(self, size):
+        """backend="auto" keeps calls whose tensors are smaller than size bytes on the CPU;
+        None restores the library's default (MPSNORM_METAL_MIN_CALL_BYTES)."""
+        self._lib.mpsnorm_fake_metal_min_call_bytes(-1 if size is None else int(size))
 
     def wait_idle(self):
         """Returns once the fake GPU has run and released every committed buffer."""

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -42,9 +43,11 @@ def fake():
     mpsnorm.backends()  # the process-wide device and queue exist before anything is counted
     FAKE.reset()
     FAKE.selfcheck(False)  # each call's own work is counted; the self-check's tests enable it
+    FAKE.min_call_bytes(0)  # backend="auto" sends the small calls here to Metal too
     yield FAKE
     FAKE.wait_idle()
     FAKE.reset()
+    FAKE.min_call_bytes(None)
 
 
 # ---- the four kernels, their inputs, reference and output buffers -------------------------
@@ -118,7 +121,7 @@ def test_all_kernels_run_on_the_fake():
         assert kernel.last_backend == "metal"
     counts = FAKE.counts()
     assert counts["commits"] == counts["gpu_buffers_run"] == len(KERNELS)
-    assert counts["stale_reads"] == 0 and counts["unfilled_states"] == 0
+    assert counts["temporary_readcount_leaks"] == 0 and counts["unfilled_states"] == 0
 
 
 # ---- faults ----------------------------------------------------------------------------------
@@ -126,14 +129,16 @@ def test_all_kernels_run_on_the_fake():
 N = SHAPE[0]
 # (switch, value, kernels it breaks, documented status, words of the message)
 FAULTS = [
-    ("lcn_forward_init_nil", 1, ("lcn_forward", "lcn_gradient"), "failure",
-     "could not create MPSCNNLocalContrastNormalization with a 3 x 3 kernel"),
-    ("lcn_gradient_init_nil", 1, ("lcn_gradient",), "failure",
-     "could not create MPSCNNLocalContrastNormalizationGradient"),
-    ("inorm_forward_init_nil", 1, ("inorm_forward", "inorm_gradient"), "failure",
-     "could not create MPSCNNInstanceNormalization for 5 channels"),
-    ("inorm_gradient_init_nil", 1, INORM_GRADIENT, "failure",
-     "could not create MPSCNNInstanceNormalizationGradient"),
+    ("lcn_forward_init_nil", 1, ("lcn_forward", "lcn_gradient"), "unsupported",
+     "could not make MPSCNNLocalContrastNormalization with a 3 x 3 kernel"),
+    ("lcn_gradient_init_nil", 1, ("lcn_gradient",), "unsupported",
+     "could not make MPSCNNLocalContrastNormalizationGradient"),
+    ("inorm_forward_init_nil", 1, ("inorm_forward", "inorm_gradient"), "unsupported",
+     "could not make MPSCNNInstanceNormalization for 5 channels"),
+    ("inorm_gradient_init_nil", 1, INORM_GRADIENT, "unsupported",
+     "could not make MPSCNNInstanceNormalizationGradient"),
+    ("no_batch_states_encode", 1, GRADIENTS, "unsupported",
+     "lacks encodeBatchToCommandBuffer:sourceImages:destinationStates:destinationImages:"),
     ("result_state_nil", 1, GRADIENTS, "unsupported", "returned no gradient state"),
     ("gradient_buffer_mode", 2, INORM_GRADIENT, "unsupported",
      "gradientForGamma of image 0 is GPU-private"),
@@ -147,11 +152,14 @@ FAULTS = [
      "Metal raised an exception: MPSCNN"),
     ("descriptor_nil", 1, KERNELS, "failure", "could not describe the MPS images"),
     ("no_command_buffer", 1, KERNELS, "failure", "could not create a Metal command buffer"),
-    # the first image of each array a call makes: x or dy, then x, forward results, outputs
-    ("image_init_fails_at", 1, KERNELS, "failure", "could not create MPSImage 0 of 3"),
-    ("image_init_fails_at", N + 2, KERNELS, "failure", "could not create MPSImage 1 of 3"),
-    ("image_init_fails_at", 2 * N + 3, GRADIENTS, "failure", "could not create MPSImage 2 of 3"),
-    ("image_init_fails_at", 3 * N + 1, GRADIENTS, "failure", "could not create MPSImage 0 of 3"),
+    ("no_blit_encoder", 1, KERNELS, "failure", "could not create a blit encoder"),
+    ("no_shared_buffer", 1, KERNELS, "failure", "could not allocate a shared buffer"),
+    ("texture_nil", 1, KERNELS, "failure", "could not allocate the texture of an MPS image"),
+    # the pool makes a call's images in order: x or dy, then x (gradients), then outputs
+    ("image_init_fails_at", 1, KERNELS, "failure",
+     "could not allocate the texture of an MPS image of 5 x 6 x 7"),
+    ("image_init_fails_at", N + 2, KERNELS, "failure", "could not allocate the texture"),
+    ("image_init_fails_at", 2 * N + 3, GRADIENTS, "failure", "could not allocate the texture"),
 ]
 FAULT_CASES = [(switch, value, kernel, status, words)
                for switch, value, kernels, status, words in FAULTS for kernel in KERNELS
@@ -264,18 +272,8 @@ def test_managed_gradient_buffers_are_synchronized():
     kernel = case.make("metal")
     case.check(case.call(kernel), "with managed gamma/beta gradient buffers")
     counts = FAKE.counts()
-    assert counts["blit_encoders"] == 1 and counts["buffer_synchronizations"] == 2 * N
-
-
-def test_managed_buffers_without_a_blit_encoder_fail():
-    case = Case("inorm_gradient")
-    FAKE.set("gradient_buffer_mode", 1)
-    FAKE.set("no_blit_encoder", 1)
-    kernel = case.make("metal")
-    outputs = case.outputs()
-    with pytest.raises(MPSNormError, match="could not create a blit encoder"):
-        case.call(kernel, **outputs)
-    assert_untouched(outputs)
+    # in the blit that also downloads the output: no encoder of their own
+    assert counts["blit_encoders"] == 2 and counts["buffer_synchronizations"] == 2 * N
 
 
 def test_one_state_for_the_batch_when_mps_reuses_it():
@@ -306,34 +304,43 @@ def test_epsilon_changes_with_the_same_gamma(gradient):
 @pytest.mark.parametrize("layout", ref.LAYOUTS)
 @pytest.mark.parametrize("name", KERNELS)
 def test_counts_per_call(name, layout, dtype):
-    """What one call moves: every input image written once, every output read once, one
-    command buffer, and (gradients) a forward pass with one state per image."""
+    """What one call costs: its first call makes the images and buffers of the shape, later
+    calls none; every call copies each input into the textures and the output out of them
+    once (two blit encoders, no synchronization), runs one command buffer, and (gradients) a
+    forward pass into temporary images with one state per image."""
     n, c, h, w = 4, 6, 5, 3
     case = Case(name, shape=ref.layout_shape((n, c, h, w), layout, 4), dtype=dtype,
                 layout=layout)
     kernel = case.make("metal")
-    FAKE.reset()
-    case.check(case.call(kernel), "%s %s" % (layout, np.dtype(dtype).name))
-    counts = FAKE.counts()
-    item = np.dtype(dtype).itemsize
-    image = c * h * w * item
     inputs = 2 if case.gradient else 1
-    images = n * (inputs + 1 + (1 if case.gradient else 0))
-    slices = (c + 3) // 4
-    expected = {
-        "images": images, "textures": images, "texture_bytes": images * slices * h * w * 4 * item,
-        "bytes_written": n * inputs * image, "bytes_read": n * image, "stale_reads": 0,
-        "encodes": n * (2 if case.gradient else 1),
-        "gradient_states": n if case.gradient else 0, "unfilled_states": 0,
-        "command_buffers": 1, "commits": 1, "waits": 1, "blit_encoders": 0,
-        "image_synchronizations": n, "gpu_buffers_run": 1,
-    }
-    assert {key: counts[key] for key in expected} == expected
+    texels = 2 * h * w * 4 * np.dtype(dtype).itemsize  # 6 channels: two RGBA slices an image
+    for call in ("first", "second"):
+        FAKE.reset()
+        case.check(case.call(kernel), "%s %s, %s call" % (layout, np.dtype(dtype).name, call))
+        counts = FAKE.counts()
+        made = call == "first"
+        expected = {
+            "images": n * (inputs + 1) if made else 0,
+            "textures": n * (inputs + 1) if made else 0,
+            "texture_bytes": n * (inputs + 1) * texels if made else 0,
+            "buffers": 2 if made else 0,
+            "buffer_bytes": n * (inputs + 1) * texels if made else 0,
+            "temporary_images": n if case.gradient else 0, "temporary_readcount_leaks": 0,
+            "blit_copies": n * 2 * (inputs + 1), "bytes_uploaded": n * inputs * texels,
+            "bytes_downloaded": n * texels,
+            "encodes": n * (2 if case.gradient else 1),
+            "gradient_states": n if case.gradient else 0, "unfilled_states": 0,
+            "command_buffers": 1, "commits": 1, "waits": 1, "blit_encoders": 2,
+            "buffer_synchronizations": 0, "gpu_buffers_run": 1, "kernels": 0 if not made else
+            (2 if case.gradient else 1),
+        }
+        assert {key: counts[key] for key in expected} == expected, call
 
 
 def test_counts_of_one_lcn_gradient_call(capsys):
-    """The figures the Metal performance work starts from: one (8, 16, 64, 64) float32 LCN
-    gradient call, kernels already made."""
+    """The figures of one (8, 16, 64, 64) float32 LCN gradient call once the shape has been
+    seen: nothing allocated, the bytes of the tensors moved once each way, one command
+    buffer, two blit encoders, no synchronization."""
     rng = np.random.default_rng(2)
     x = random_array(rng, (8, 16, 64, 64), np.float32)
     dy = random_array(rng, (8, 16, 64, 64), np.float32)
@@ -344,16 +351,315 @@ def test_counts_of_one_lcn_gradient_call(capsys):
     counts = FAKE.counts()
     assert_close(dx, ref.lcn_gradient(dy, x, 5, 5, alpha=1.0), np.float32, scale_from=(dy,),
                  what="LCN gradient (8, 16, 64, 64)")
-    tensor = 8 * 16 * 64 * 64 * 4
-    assert counts["images"] == counts["textures"] == 32
-    assert counts["texture_bytes"] == 4 * tensor  # 16 channels = 4 full slices
-    assert counts["bytes_written"] == 2 * tensor and counts["bytes_read"] == tensor
-    assert counts["command_buffers"] == 1 and counts["blit_encoders"] == 0
+    tensor = 8 * 16 * 64 * 64 * 4  # 16 channels: 4 full slices, no padding
+    assert counts["images"] == counts["textures"] == counts["buffers"] == 0
+    assert counts["bytes_uploaded"] == 2 * tensor and counts["bytes_downloaded"] == tensor
+    assert counts["blit_copies"] == 8 * 4 * 3
+    assert counts["command_buffers"] == 1 and counts["blit_encoders"] == 2
+    assert counts["buffer_synchronizations"] == 0 and counts["temporary_images"] == 8
     assert counts["kernels"] == 0 and counts["encodes"] == 16
     with capsys.disabled():
-        print("\none (8, 16, 64, 64) float32 LCN gradient call on the fake: " +
+        print("\none (8, 16, 64, 64) float32 LCN gradient call on the fake, shape seen before: " +
               ", ".join("%s %d" % item for item in sorted(counts.items())
                         if item[0] not in ("live_objects", "waiting")))
+
+
+# ---- the device's limits: chunks, refusals, the pool ------------------------------------------
+
+def image_bytes(shape, dtype=np.float32):
+    """Bytes of one image's textures: 4 channels a texel (the most MPS uses)."""
+    _, c, h, w = shape
+    return (c + 3) // 4 * 4 * h * w * np.dtype(dtype).itemsize
+
+
+@pytest.mark.parametrize("name", KERNELS)
+def test_a_batch_split_over_command_buffers(name):
+    """A working set that holds two images of the call at once: the batch of 5 runs as 3
+    command buffers, each image lands in its place, and a failure of the last leaves the
+    output as it was (nothing is written until every chunk has completed)."""
+    shape = (5, 5, 6, 7)
+    case = Case(name, shape=shape)
+    tensors = 3 if case.gradient else 2
+    per_image = image_bytes(shape) * (2 * tensors + (1 if case.gradient else 0))
+    FAKE.set("working_set", 2 * 2 * per_image)  # half of it for chunks: 2 images
+    kernel = case.make("metal")
+    case.check(case.call(kernel), "in chunks of 2 images")
+    counts = FAKE.counts()
+    assert counts["commits"] == counts["gpu_buffers_run"] == 3
+    FAKE.reset()
+    FAKE.set("working_set", 2 * 2 * per_image)
+    FAKE.set("command_buffer_error_at", 3)
+    outputs = case.outputs()
+    with pytest.raises(MPSNormError, match="did not complete"):
+        case.call(kernel, **outputs)
+    assert FAKE.counts()["commits"] == 3
+    assert_untouched(outputs)
+
+
+def test_a_buffer_shorter_than_its_chunk_splits_it():
+    """maxBufferLength bounds the images of a chunk as well as the working set does."""
+    shape = (4, 5, 6, 7)
+    case = Case("lcn_forward", shape=shape)
+    FAKE.set("max_buffer_length", image_bytes(shape) * 2)
+    kernel = case.make("metal")
+    case.check(case.call(kernel), "2 images a buffer")
+    assert FAKE.counts()["commits"] == 2
+
+
+@pytest.mark.parametrize("limit, words", [
+    ("max_buffer_length", "more than the 1000 bytes of the longest buffer"),
+    ("working_set", "more than half the 1000 bytes this Metal device recommends")])
+def test_an_image_the_device_cannot_hold_is_refused(limit, words):
+    case = Case("inorm_gradient")
+    FAKE.set(limit, 1000)
+    with pytest.raises(ValueError, match=words):
+        case.call(case.make("metal"), **case.outputs())
+    auto = case.make("auto")
+    case.check(case.call(auto), "too large for the device, on the CPU")
+    assert auto.last_backend == "cpu" and FAKE.counts()["command_buffers"] == 0
+    FAKE.reset()  # the refusal is of that size on that device, not of the class
+    case.check(case.call(auto), "once the device holds it")
+    assert auto.last_backend == "metal"
+
+
+def test_the_pool_keeps_a_quarter_of_the_working_set():
+    """The images and buffers an engine keeps between calls stay within a quarter of the
+    working set, least recently used out first: after enough other shapes, the first shape
+    allocates again; with room for all, it allocates nothing."""
+    def first_shape_after_others(working_set):
+        FAKE.reset()
+        FAKE.set("working_set", working_set)
+        kernel = mpsnorm.LocalContrastNormalization(3, backend="metal")
+        rng = np.random.default_rng(9)
+        first = random_array(rng, (2, 4, 64, 64), np.float32)
+        kernel(first)
+        for width in range(65, 73):
+            kernel(random_array(rng, (2, 4, 64, width), np.float32))
+        live = FAKE.live_objects()
+        before = FAKE.counts()
+        assert_close(kernel(first), ref.lcn_forward(first, 3, 3), np.float32, (first,),
+                     what="LCN after other shapes")
+        after = FAKE.counts()
+        return after["images"] - before["images"], after["buffers"] - before["buffers"], live
+
+    # a shape's 4 images and 2 buffers take 512 KiB to 576 KiB
+    images, buffers, live_small = first_shape_after_others(4 << 20)  # the pool keeps 1 MiB
+    assert images == 4, (images, buffers)
+    images, buffers, live_large = first_shape_after_others(8 << 30)
+    assert images == 0 and buffers == 0, (images, buffers)
+    # an unbounded pool keeps the 4 images of each of the 9 shapes; 1 MiB, those of one
+    assert live_large - live_small >= 7 * 4
+
+
+def best_time(function, repeats=30):
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def test_figures_behind_the_small_call_bound(capsys):
+    """Prints what a Metal call costs on the fake beyond its arithmetic (staging, a command
+    buffer handed to the fake GPU's thread, the wait) and the tensor size at which the CPU's
+    LCN gradient takes as long: the floor under MPSNORM_METAL_MIN_CALL_BYTES on this machine
+    (a real command buffer costs more, which is why the bound is larger). Figures only."""
+    rng = np.random.default_rng(12)
+    tiny = random_array(rng, (1, 1, 8, 8), np.float32)
+    metal = mpsnorm.LocalContrastNormalizationGradient(3, backend="metal")
+    cpu = mpsnorm.LocalContrastNormalizationGradient(3, backend="cpu")
+    overhead = best_time(lambda: metal(tiny, tiny)) - best_time(lambda: cpu(tiny, tiny))
+    size = 8
+    while size < 2048:
+        x = random_array(rng, (1, 1, size, size), np.float32)
+        if best_time(lambda: cpu(x, x), 10) >= overhead:
+            break
+        size *= 2
+    with capsys.disabled():
+        print("\nfake Metal call overhead %.0f us; the CPU LCN gradient takes as long at "
+              "(1, 1, %d, %d) float32, %d KiB a tensor" % (overhead * 1e6, size, size,
+                                                          size * size * 4 // 1024))
+    assert overhead > 0
+
+
+# ---- the self-check --------------------------------------------------------------------------
+
+def no_warning():
+    """A context in which an MPSNormWarning fails the test."""
+    context = warnings.catch_warnings()
+    context.__enter__()
+    warnings.simplefilter("error", mpsnorm.MPSNormWarning)
+    return context
+
+
+REPORT_NAMES = {"lcn_forward": "lcn_forward", "lcn_gradient": "lcn_gradient",
+                "inorm_forward": "instance_norm_forward",
+                "inorm_gradient": "instance_norm_gradient"}
+
+
+def report_of(kernel, **fields):
+    matches = [check for check in mpsnorm.metal_report() if check["kernel"] == kernel and all(
+        check[key] == value for key, value in fields.items())]
+    assert len(matches) == 1, (kernel, fields, mpsnorm.metal_report())
+    return matches[0]
+
+
+@pytest.mark.parametrize("name", KERNELS)
+def test_selfcheck_passes_a_correct_mps(name, capsys):
+    FAKE.selfcheck(True)
+    case = Case(name)
+    kernel = case.make("metal")
+    context = no_warning()
+    try:
+        case.check(case.call(kernel), "after its self-check")
+    finally:
+        context.__exit__(None, None, None)
+    assert kernel.last_backend == "metal"
+    check = report_of(REPORT_NAMES[name], dtype="float32", layout="NCHW")
+    assert check["verdict"] == "passed" and check["error"] <= check["tolerance"], check
+    assert not check["gradient_alone"]  # the fake's LCN state needs its forward pass
+    assert check["seconds"] > 0
+    with capsys.disabled():
+        print("\nself-check of %s: error %.2g of the scale (allowed %.0e), %.1f ms"
+              % (check["description"], check["error"], check["tolerance"],
+                 check["seconds"] * 1e3))
+
+
+def test_selfcheck_finds_a_gradient_that_needs_no_forward_pass():
+    """Where MPS's LCN gradient state holds only properties, the check finds the gradient
+    right alone and its calls skip the forward pass: n encodes, no temporary images."""
+    FAKE.set("lcn_state_holds_properties", 1)
+    FAKE.selfcheck(True)
+    case = Case("lcn_gradient")
+    kernel = case.make("metal")
+    case.check(case.call(kernel), "first call")
+    assert report_of("lcn_gradient", dtype="float32", layout="NCHW")["gradient_alone"]
+    FAKE.reset()
+    FAKE.set("lcn_state_holds_properties", 1)
+    case.check(case.call(kernel), "without the forward pass")
+    counts = FAKE.counts()
+    assert counts["encodes"] == N and counts["temporary_images"] == 0, counts
+
+
+@pytest.mark.parametrize("fault, window, alpha, words", [
+    ("lcn_even_mirrored", 4, 0.7, "even window"),
+    ("lcn_gradient_without_alpha", 3, 0.7, "alpha")])
+def test_selfcheck_catches_a_wrong_mps(fault, window, alpha, words):
+    """An MPS that computes another function: the first call of the class warns once and
+    runs on the CPU (backend="auto"), later calls run there silently, backend="metal" fails
+    with the same words, and the classes the fault leaves right still run on Metal."""
+    FAKE.set(fault, 1)
+    FAKE.selfcheck(True)
+    rng = np.random.default_rng(11)
+    x = random_array(rng, SHAPE, np.float32)
+    dy = random_array(rng, SHAPE, np.float32)
+    params = dict(LCN, alpha=alpha)
+    expected = ref.lcn_gradient(dy, x, window, window, **params)
+    auto = mpsnorm.LocalContrastNormalizationGradient(window, backend="auto", **params)
+    with pytest.warns(mpsnorm.MPSNormWarning, match="self-check of .*%s.* failed" % words):
+        got = auto(dy, x)
+    assert auto.last_backend == "cpu"
+    assert_close(got, expected, np.float32, (dy,), what="after a failed self-check")
+    context = no_warning()
+    try:
+        assert_close(auto(dy, x), expected, np.float32, (dy,), what="second call")
+    finally:
+        context.__exit__(None, None, None)
+    assert auto.last_backend == "cpu"
+    explicit = mpsnorm.LocalContrastNormalizationGradient(window, backend="metal", **params)
+    with pytest.raises(MPSNormError, match="self-check of .*failed"):
+        explicit(dy, x)
+    check = report_of("lcn_gradient", dtype="float32", layout="NCHW", even_window=window % 2 == 0,
+                      alpha_nonzero=True)
+    assert check["verdict"] == "failed" and check["error"] > check["tolerance"], check
+    # odd windows / alpha 0: the other class of the same kernel is right on this MPS
+    other = dict(params, alpha=0.0) if fault == "lcn_gradient_without_alpha" else params
+    other_window = window + 1 if fault == "lcn_even_mirrored" else window
+    right = mpsnorm.LocalContrastNormalizationGradient(other_window, backend="auto", **other)
+    assert_close(right(dy, x), ref.lcn_gradient(dy, x, other_window, other_window, **other),
+                 np.float32, (dy,), what="a class the fault leaves right")
+    assert right.last_backend == "metal"
+
+
+def test_metal_report_checks_every_class():
+    """check_all=True checks the 44 classes: on an MPS that mirrors even windows, exactly the
+    16 even-window LCN classes fail."""
+    FAKE.set("lcn_even_mirrored", 1)
+    FAKE.selfcheck(True)
+    report = mpsnorm.metal_report(check_all=True)
+    assert len(report) == 44
+    failed = [check for check in report if check["verdict"] == "failed"]
+    assert len(failed) == 16 and all(check["even_window"] for check in failed), failed
+    assert all(check["verdict"] == "passed" for check in report if check not in failed)
+
+
+def test_selfcheck_off_trusts_mps():
+    """MPSNORM_METAL_SELFCHECK=0: nothing is checked, every class is trusted (a fresh
+    interpreter: the setting is read once)."""
+    program = r"""
+import numpy as np, warnings, mpsnorm, fake_metal
+fake = fake_metal.loaded()
+warnings.simplefilter("error")
+x = np.random.default_rng(1).uniform(-1, 1, (2, 5, 6, 7)).astype(np.float32)
+lcn = mpsnorm.LocalContrastNormalization(4, backend="metal")
+lcn(x)
+fake.wait_idle()
+print(lcn.last_backend, [c["verdict"] for c in mpsnorm.metal_report()], fake.get("commits"))
+"""
+    output = run_program(program, MPSNORM_METAL_SELFCHECK="0",
+                         MPSNORM_FAKE_METAL="lcn_even_mirrored=1")
+    assert output.split("\n")[-1] == "metal ['trusted'] 1", output
+
+
+def run_program(program, **env):
+    environment = dict(os.environ, **env)
+    here = os.path.dirname(os.path.abspath(__file__))
+    environment["PYTHONPATH"] = os.pathsep.join(
+        [here, os.path.dirname(here)] + environment.get("PYTHONPATH", "").split(os.pathsep))
+    result = subprocess.run([sys.executable, "-c", program], env=environment,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout.strip()
+
+
+# ---- fork ----------------------------------------------------------------------------------
+
+def test_a_forked_child_runs_on_the_cpu():
+    """Metal is not fork-safe: a child forked after the device exists never uses it. Its
+    inherited auto kernel runs on the CPU (right), backend="metal" objects refuse, and
+    mpsnorm.backends() says cpu only; the parent keeps Metal."""
+    program = r"""
+import multiprocessing, numpy as np, mpsnorm, reference as ref
+x = np.random.default_rng(1).uniform(-1, 1, (2, 5, 6, 7)).astype(np.float32)
+auto = mpsnorm.LocalContrastNormalization(3, backend="auto")
+metal = mpsnorm.LocalContrastNormalization(3, backend="metal")
+metal(x)
+assert metal.last_backend == "metal"
+
+def child(queue):
+    words = []
+    words.append(",".join(mpsnorm.backends()))
+    ref.assert_close(auto(x), ref.lcn_forward(x, 3, 3), np.float32, (x,))
+    words.append(auto.last_backend)
+    try:
+        metal(x)
+        words.append("metal ran")
+    except ValueError as error:
+        words.append("refused" if "fork" in str(error) else str(error))
+    queue.put(" ".join(words))
+
+context = multiprocessing.get_context("fork")
+queue = context.Queue()
+process = context.Process(target=child, args=(queue,))
+process.start()
+answer = queue.get(timeout=120)
+process.join(120)
+metal(x)
+print(answer, process.exitcode, metal.last_backend)
+"""
+    output = run_program(program, MPSNORM_METAL_MIN_CALL_BYTES="0")
+    assert output.split("\n")[-1] == "cpu cpu refused 0 metal", output
 
 
 # ---- the GIL, threads, leaks ----------------------------------------------------------------
@@ -451,7 +757,7 @@ def test_threads_share_one_engine():
     assert failures == []
     counts = FAKE.counts()
     assert counts["commits"] == counts["gpu_buffers_run"] == 8 * THREAD_CALLS
-    assert counts["stale_reads"] == 0 and counts["unfilled_states"] == 0
+    assert counts["temporary_readcount_leaks"] == 0 and counts["unfilled_states"] == 0
 
 
 def test_no_fake_object_outlives_its_kernel():

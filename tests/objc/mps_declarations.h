@@ -56,8 +56,9 @@ typedef struct _NSZone NSZone;
 
 #pragma clang assume_nonnull begin
 
-/* MacOSX10.12.sdk/usr/include/objc/NSObject.h: members not used here. */
+/* MacOSX10.12.sdk/usr/include/objc/NSObject.h */
 @protocol NSObject
+- (BOOL)respondsToSelector:(SEL)aSelector;
 @end
 
 /* MacOSX10.12.sdk/usr/include/objc/NSObject.h */
@@ -149,6 +150,23 @@ typedef enum MTLStorageMode : NSUInteger {
     MTLStorageModePrivate = 2,
 } MTLStorageMode MPSDECL_MACOS(10.11);
 
+/* Metal.framework/Versions/A/Headers/MTLResource.h (MTLResourceStorageModeShift is 4,
+ * MTLResourceCPUCacheModeShift 0: both constants are 0) */
+typedef enum MTLResourceOptions : NSUInteger {
+    MTLResourceCPUCacheModeDefaultCache = 0,
+    MTLResourceStorageModeShared MPSDECL_MACOS(10.11) = 0,
+} MTLResourceOptions;
+
+/* Metal.framework/Versions/A/Headers/MTLTypes.h */
+typedef struct {
+    NSUInteger x, y, z;
+} MTLOrigin;
+
+/* Metal.framework/Versions/A/Headers/MTLTypes.h */
+typedef struct {
+    NSUInteger width, height, depth;
+} MTLSize;
+
 /* Metal.framework/Versions/A/Headers/MTLCommandBuffer.h */
 typedef enum MTLCommandBufferStatus : NSUInteger {
     MTLCommandBufferStatusNotEnqueued = 0,
@@ -162,11 +180,16 @@ typedef enum MTLCommandBufferStatus : NSUInteger {
 @protocol MTLCommandQueue;
 @protocol MTLCommandBuffer;
 @protocol MTLBlitCommandEncoder;
+@protocol MTLBuffer;
 
 /* Metal.framework/Versions/A/Headers/MTLDevice.h */
 MPSDECL_MACOS(10.11)
 @protocol MTLDevice <NSObject>
 - (nullable id<MTLCommandQueue>)newCommandQueue;
+- (nullable id<MTLBuffer>)newBufferWithLength:(NSUInteger)length
+                                      options:(MTLResourceOptions)options;
+@property (readonly) uint64_t recommendedMaxWorkingSetSize MPSDECL_MACOS(10.12);
+@property (readonly) NSUInteger maxBufferLength MPSDECL_MACOS(10.14);
 @end
 
 /* Metal.framework/Versions/A/Headers/MTLDevice.h (MTL_EXTERN ... NS_RETURNS_RETAINED) */
@@ -186,6 +209,11 @@ MPSDECL_MACOS(10.11)
 - (void *)contents __attribute__((objc_returns_inner_pointer));
 @end
 
+/* Metal.framework/Versions/A/Headers/MTLTexture.h: members not used here. */
+MPSDECL_MACOS(10.11)
+@protocol MTLTexture <MTLResource>
+@end
+
 /* Metal.framework/Versions/A/Headers/MTLCommandEncoder.h */
 MPSDECL_MACOS(10.11)
 @protocol MTLCommandEncoder <NSObject>
@@ -196,6 +224,24 @@ MPSDECL_MACOS(10.11)
 MPSDECL_MACOS(10.11)
 @protocol MTLBlitCommandEncoder <MTLCommandEncoder>
 - (void)synchronizeResource:(id<MTLResource>)resource MPSDECL_MACOS(10.11);
+- (void)copyFromBuffer:(id<MTLBuffer>)sourceBuffer
+           sourceOffset:(NSUInteger)sourceOffset
+      sourceBytesPerRow:(NSUInteger)sourceBytesPerRow
+    sourceBytesPerImage:(NSUInteger)sourceBytesPerImage
+             sourceSize:(MTLSize)sourceSize
+              toTexture:(id<MTLTexture>)destinationTexture
+       destinationSlice:(NSUInteger)destinationSlice
+       destinationLevel:(NSUInteger)destinationLevel
+      destinationOrigin:(MTLOrigin)destinationOrigin;
+- (void)copyFromTexture:(id<MTLTexture>)sourceTexture
+                 sourceSlice:(NSUInteger)sourceSlice
+                 sourceLevel:(NSUInteger)sourceLevel
+                sourceOrigin:(MTLOrigin)sourceOrigin
+                  sourceSize:(MTLSize)sourceSize
+                    toBuffer:(id<MTLBuffer>)destinationBuffer
+           destinationOffset:(NSUInteger)destinationOffset
+      destinationBytesPerRow:(NSUInteger)destinationBytesPerRow
+    destinationBytesPerImage:(NSUInteger)destinationBytesPerImage;
 @end
 
 /* Metal.framework/Versions/A/Headers/MTLCommandQueue.h */
@@ -231,14 +277,6 @@ typedef enum MPSImageFeatureChannelFormat : NSUInteger {
     MPSImageFeatureChannelFormatFloat32 MPSDECL_MACOS(10.13) = 4,
 } MPSImageFeatureChannelFormat;
 
-/* MetalPerformanceShaders.framework/Frameworks/MPSCore.framework/Versions/A/Headers/MPSImage.h */
-typedef enum MPSDataLayout : NSUInteger {
-    /* [imageNum][imageHeight][imageWidth][numberOfFeatureChannels] */
-    MPSDataLayoutHeightxWidthxFeatureChannels MPSDECL_MACOS(10.13) = 0,
-    /* [imageNum][numberOfFeatureChannels][imageHeight][imageWidth] */
-    MPSDataLayoutFeatureChannelsxHeightxWidth MPSDECL_MACOS(10.13) = 1,
-} MPSDataLayout MPSDECL_MACOS(10.13);
-
 /* MetalPerformanceShaders.framework/Frameworks/MPSCore.framework/Versions/A/Headers/MPSKernel.h
  * (members not used here) */
 MPSDECL_MACOS(10.13)
@@ -248,6 +286,8 @@ MPSDECL_MACOS(10.13)
 /* MetalPerformanceShaders.framework/Frameworks/MPSCore.framework/Versions/A/Headers/MPSImage.h */
 MPSDECL_MACOS(10.13)
 @interface MPSImageDescriptor : NSObject <NSCopying>
+/* Default: MTLStorageModeManaged on macOS ("MTLStorageModeShared not supported") */
+@property (readwrite, nonatomic) MTLStorageMode storageMode;
 + (_Nonnull instancetype)imageDescriptorWithChannelFormat:(MPSImageFeatureChannelFormat)channelFormat
                                                      width:(NSUInteger)width
                                                     height:(NSUInteger)height
@@ -257,16 +297,22 @@ MPSDECL_MACOS(10.13)
 /* MetalPerformanceShaders.framework/Frameworks/MPSCore.framework/Versions/A/Headers/MPSImage.h */
 MPSDECL_MACOS(10.13)
 @interface MPSImage : NSObject
+/* "Number of bytes from the first byte of one pixel to the first byte of the
+ * next pixel in storage order. (Includes padding.)" */
+@property (readonly, nonatomic) size_t pixelSize;
+/* A 2D texture if numberOfImages is 1 and there are no more than 4 feature
+ * channels, else a 2D texture array; allocated when first asked for. */
+@property (readonly, nonnull, nonatomic) id<MTLTexture> texture;
 - (nonnull instancetype)initWithDevice:(nonnull id<MTLDevice>)device
                        imageDescriptor:(const MPSImageDescriptor *_Nonnull)imageDescriptor;
-- (void)readBytes:(void *_Nonnull)dataBytes
-       dataLayout:(MPSDataLayout)dataLayout
-       imageIndex:(NSUInteger)imageIndex MPSDECL_MACOS(10.13);
-- (void)writeBytes:(const void *_Nonnull)dataBytes
-        dataLayout:(MPSDataLayout)dataLayout
-        imageIndex:(NSUInteger)imageIndex MPSDECL_MACOS(10.13);
-- (void)synchronizeOnCommandBuffer:(_Nonnull id<MTLCommandBuffer>)commandBuffer
-    MPSDECL_MACOS(10.13.4);
+@end
+
+/* MetalPerformanceShaders.framework/Frameworks/MPSCore.framework/Versions/A/Headers/MPSImage.h */
+MPSDECL_MACOS(10.13)
+@interface MPSTemporaryImage : MPSImage
++ (nonnull instancetype)temporaryImageWithCommandBuffer:(nonnull id<MTLCommandBuffer>)commandBuffer
+                                        imageDescriptor:(const MPSImageDescriptor *_Nonnull)imageDescriptor;
+@property (readwrite, nonatomic) NSUInteger readCount;
 @end
 
 /* MetalPerformanceShaders.framework/Frameworks/MPSCore.framework/Versions/A/Headers/MPSImage.h */

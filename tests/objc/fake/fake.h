@@ -25,6 +25,7 @@ typedef enum fake_counter { FAKE_COUNTERS(FAKE_COUNTER_ENUM) FAKE_COUNTER_COUNT 
 
 int64_t fake_setting_value(int setting); /* a fake_setting */
 void fake_count(int counter, int64_t delta); /* a fake_counter */
+int64_t fake_counter_value(int counter);      /* its value now */
 /* 1 when this MPSImage init is the one image_init_fails_at names. */
 int fake_image_init_should_fail(void);
 
@@ -35,6 +36,7 @@ int fake_image_init_should_fail(void);
 id class_createInstance(Class cls, size_t extra_bytes) __attribute__((ns_returns_retained));
 id _Nullable object_dispose(id object);
 BOOL class_respondsToSelector(Class cls, SEL selector);
+BOOL sel_isEqual(SEL a, SEL b);
 Class object_getClass(id object);
 const char *class_getName(Class cls);
 
@@ -73,14 +75,27 @@ void *fake_buffer_gpu_contents(id<MTLBuffer> buffer);
 
 /* ---- MPS extras ------------------------------------------------------------ */
 
-@interface MPSImage (FakeGPU) <FakeManaged>
-@property (readonly) NSUInteger fakeWidth, fakeHeight, fakeChannels;
+@interface MPSImage (FakeGPU)
+@property (readonly) NSUInteger fakeWidth, fakeHeight, fakeChannels, fakeSlices;
 @property (readonly) MPSImageFeatureChannelFormat fakeFormat;
+@property (readonly) MTLStorageMode fakeStorageMode;
 /* GPU side: the image's texels as one contiguous C x H x W plane set of its
  * channel format's elements (float or half bits), in and out. */
 - (void)fakeGPURead:(void *)planes;
 - (void)fakeGPUWrite:(const void *)planes;
+/* GPU side: a blit's copy between a slice and `rows` (height rows of width
+ * texels each, bytesPerRow apart). */
+- (void)fakeGPUCopySlice:(NSUInteger)slice
+                    rows:(unsigned char *)rows
+             bytesPerRow:(NSUInteger)bytesPerRow
+                toTexels:(BOOL)toTexels;
+/* An encode reads (a source) or writes the image on a command buffer: a
+ * temporary image checks and counts its readCount. */
+- (void)fakeUseOn:(id<MTLCommandBuffer>)commandBuffer read:(BOOL)read;
 @end
+
+/* The image whose texture this is (raises for a texture the fake did not make). */
+MPSImage *fake_texture_image(id<MTLTexture> texture);
 
 #pragma clang assume_nonnull end
 

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "fake_table.h"
+#include "metal_route.h"
 #include "metal_selfcheck.h"
 
 #define FAKE_CONTROL_API __attribute__((visibility("default")))
@@ -88,6 +89,11 @@ void fake_count(int counter, int64_t delta)
     __atomic_add_fetch(&counters[counter], delta, __ATOMIC_SEQ_CST);
 }
 
+int64_t fake_counter_value(int counter)
+{
+    return __atomic_load_n(&counters[counter], __ATOMIC_SEQ_CST);
+}
+
 int fake_image_init_should_fail(void)
 {
     int64_t fail_at = fake_setting_value(FAKE_image_init_fails_at);
@@ -139,6 +145,14 @@ FAKE_CONTROL_API void mpsnorm_fake_metal_reset(void)
 FAKE_CONTROL_API void mpsnorm_fake_metal_selfcheck(int enabled)
 {
     mpsnorm_metal_selfcheck_reset(enabled);
+}
+
+/* The bytes of one tensor below which backend="auto" keeps a call on the CPU
+ * (metal_route.h; -1 restores the library's default). */
+FAKE_CONTROL_API void mpsnorm_fake_metal_min_call_bytes(int64_t bytes)
+{
+    mpsnorm_metal_route_set_min_call_bytes(bytes < 0 ? MPSNORM_METAL_MIN_CALL_BYTES
+                                                     : (uint64_t)bytes);
 }
 
 /* The i-th name of the table (settings first, then counters) and what it

@@ -43,6 +43,11 @@ static int trace_objects(void)
     return self;
 }
 
+- (BOOL)respondsToSelector:(SEL)aSelector
+{
+    return class_respondsToSelector(object_getClass(self), aSelector);
+}
+
 - (void)dealloc
 {
     if (trace_objects())

@@ -1,7 +1,9 @@
 /*
- * fake_metal.m -- the Metal of mps_declarations.h for the tests: one device,
- * command queues, command buffers that a fake GPU thread runs after commit,
- * blit encoders and buffers with Metal's storage modes.
+ * fake_metal.m -- the Metal of mps_declarations.h for the tests: one device
+ * with its limits, command queues, command buffers that a fake GPU thread
+ * runs after commit, blit encoders (synchronizations, and copies between
+ * buffers and texture slices, checked as Metal's validation checks them) and
+ * buffers with Metal's storage modes.
  *
  * As MTLCommandBuffer.h says: nothing encoded runs before commit; the GPU (one
  * thread here, running committed buffers in order) completes a buffer later;
@@ -188,6 +190,48 @@ __attribute__((visibility("default"))) void mpsnorm_fake_metal_wait_idle(void)
 - (instancetype)initWithCommandBuffer:(FakeMTLCommandBuffer *)buffer;
 @end
 
+/* A blit copy between a buffer's GPU contents and a texture slice, as the GPU runs it. */
+@interface FakeBlitCopy : NSObject <FakeGPUCommand>
+- (instancetype)initWithBuffer:(id<MTLBuffer>)buffer
+                        offset:(NSUInteger)offset
+                   bytesPerRow:(NSUInteger)bytesPerRow
+                         image:(MPSImage *)image
+                         slice:(NSUInteger)slice
+                      toTexels:(BOOL)toTexels;
+@end
+
+@implementation FakeBlitCopy {
+    id<MTLBuffer> _buffer;
+    NSUInteger _offset, _bytesPerRow, _slice;
+    MPSImage *_image;
+    BOOL _toTexels;
+}
+
+- (instancetype)initWithBuffer:(id<MTLBuffer>)buffer
+                        offset:(NSUInteger)offset
+                   bytesPerRow:(NSUInteger)bytesPerRow
+                         image:(MPSImage *)image
+                         slice:(NSUInteger)slice
+                      toTexels:(BOOL)toTexels
+{
+    self = [super init];
+    _buffer = buffer;
+    _offset = offset;
+    _bytesPerRow = bytesPerRow;
+    _image = image;
+    _slice = slice;
+    _toTexels = toTexels;
+    return self;
+}
+
+- (void)runOnGPU
+{
+    unsigned char *rows = (unsigned char *)fake_buffer_gpu_contents(_buffer) + _offset;
+    [_image fakeGPUCopySlice:_slice rows:rows bytesPerRow:_bytesPerRow toTexels:_toTexels];
+}
+
+@end
+
 /* A synchronization of a managed resource, as the GPU runs it. */
 @interface FakeSynchronization : NSObject <FakeGPUCommand>
 - (instancetype)initWithResource:(id<FakeManaged>)resource;
@@ -231,6 +275,7 @@ static void pause_ms(int64_t milliseconds)
     NSError *_error;
     NSMutableArray<id<FakeGPUCommand>> *_commands;
     BOOL _encoderOpen;
+    int64_t _ordinal; /* commits since the last reset, this one included */
 }
 
 - (instancetype)init
@@ -312,6 +357,7 @@ static void pause_ms(int64_t milliseconds)
     if (open)
         fake_raise("commit: a blit command encoder has not called endEncoding");
     fake_count(FAKE_COUNT_commits, 1);
+    _ordinal = fake_counter_value(FAKE_COUNT_commits);
     gpu_submit(self);
 }
 
@@ -319,7 +365,9 @@ static void pause_ms(int64_t milliseconds)
 - (void)runOnGPU
 {
     NSError *error = nil;
-    if (fake_setting_value(FAKE_command_buffer_error)) {
+    if (fake_setting_value(FAKE_command_buffer_error) ||
+        (fake_setting_value(FAKE_command_buffer_error_at) > 0 &&
+         fake_setting_value(FAKE_command_buffer_error_at) == _ordinal)) {
         error = fake_error(fake_string("Internal error during command buffer execution "
                                        "(fake GPU fault: command_buffer_error)"));
     } else {
@@ -397,6 +445,96 @@ void fake_encode(id<MTLCommandBuffer> command_buffer, id<FakeGPUCommand> command
     return self;
 }
 
+/* A copy between a buffer and one texture slice, as the GPU runs it. */
+- (void)copyBetween:(id<MTLBuffer>)buffer
+             offset:(NSUInteger)offset
+        bytesPerRow:(NSUInteger)bytesPerRow
+      bytesPerImage:(NSUInteger)bytesPerImage
+               size:(MTLSize)size
+            texture:(id<MTLTexture>)texture
+              slice:(NSUInteger)slice
+              level:(NSUInteger)level
+             origin:(MTLOrigin)origin
+           toTexels:(BOOL)toTexels
+{
+    const char *what = toTexels ? "copyFromBuffer:...toTexture:" : "copyFromTexture:...toBuffer:";
+    if (_buffer == nil)
+        fake_raise("%s after endEncoding", what);
+    MPSImage *image = fake_texture_image(texture);
+    const NSUInteger pixel = [image pixelSize], row = size.width * pixel;
+    if (level != 0 || origin.x != 0 || origin.y != 0 || origin.z != 0 || size.depth != 1 ||
+        size.width != [image fakeWidth] || size.height != [image fakeHeight])
+        fake_raise("%s: the fake copies whole slices only (level 0, origin 0, depth 1)", what);
+    if (slice >= [image fakeSlices])
+        fake_raise("%s: slice %lu of a texture of %lu", what, (unsigned long)slice,
+                   (unsigned long)[image fakeSlices]);
+    if (bytesPerRow < row || bytesPerRow % pixel != 0 || offset % pixel != 0)
+        fake_raise("%s: bytesPerRow %lu or offset %lu for rows of %lu bytes of %lu-byte pixels",
+                   what, (unsigned long)bytesPerRow, (unsigned long)offset, (unsigned long)row,
+                   (unsigned long)pixel);
+    /* 0 for a 2D texture; the bytes of a whole slice at least for an array */
+    if ([image fakeSlices] == 1 ? bytesPerImage != 0 : bytesPerImage < bytesPerRow * size.height)
+        fake_raise("%s: bytesPerImage %lu for a texture of %lu slice(s)", what,
+                   (unsigned long)bytesPerImage, (unsigned long)[image fakeSlices]);
+    if (offset + bytesPerRow * (size.height - 1) + row > [buffer length])
+        fake_raise("%s: %lu bytes from offset %lu do not fit a buffer of %lu", what,
+                   (unsigned long)(bytesPerRow * size.height), (unsigned long)offset,
+                   (unsigned long)[buffer length]);
+    fake_count(FAKE_COUNT_blit_copies, 1);
+    fake_count(toTexels ? FAKE_COUNT_bytes_uploaded : FAKE_COUNT_bytes_downloaded,
+               (int64_t)(row * size.height));
+    [_buffer addBlitCommand:[[FakeBlitCopy alloc] initWithBuffer:buffer
+                                                          offset:offset
+                                                     bytesPerRow:bytesPerRow
+                                                           image:image
+                                                           slice:slice
+                                                        toTexels:toTexels]];
+}
+
+- (void)copyFromBuffer:(id<MTLBuffer>)sourceBuffer
+           sourceOffset:(NSUInteger)sourceOffset
+      sourceBytesPerRow:(NSUInteger)sourceBytesPerRow
+    sourceBytesPerImage:(NSUInteger)sourceBytesPerImage
+             sourceSize:(MTLSize)sourceSize
+              toTexture:(id<MTLTexture>)destinationTexture
+       destinationSlice:(NSUInteger)destinationSlice
+       destinationLevel:(NSUInteger)destinationLevel
+      destinationOrigin:(MTLOrigin)destinationOrigin
+{
+    [self copyBetween:sourceBuffer
+               offset:sourceOffset
+          bytesPerRow:sourceBytesPerRow
+        bytesPerImage:sourceBytesPerImage
+                 size:sourceSize
+              texture:destinationTexture
+                slice:destinationSlice
+                level:destinationLevel
+               origin:destinationOrigin
+             toTexels:YES];
+}
+
+- (void)copyFromTexture:(id<MTLTexture>)sourceTexture
+                 sourceSlice:(NSUInteger)sourceSlice
+                 sourceLevel:(NSUInteger)sourceLevel
+                sourceOrigin:(MTLOrigin)sourceOrigin
+                  sourceSize:(MTLSize)sourceSize
+                    toBuffer:(id<MTLBuffer>)destinationBuffer
+           destinationOffset:(NSUInteger)destinationOffset
+      destinationBytesPerRow:(NSUInteger)destinationBytesPerRow
+    destinationBytesPerImage:(NSUInteger)destinationBytesPerImage
+{
+    [self copyBetween:destinationBuffer
+               offset:destinationOffset
+          bytesPerRow:destinationBytesPerRow
+        bytesPerImage:destinationBytesPerImage
+                 size:sourceSize
+              texture:sourceTexture
+                slice:sourceSlice
+                level:sourceLevel
+               origin:sourceOrigin
+             toTexels:NO];
+}
+
 - (void)synchronizeResource:(id<MTLResource>)resource
 {
     if (_buffer == nil)
@@ -443,6 +581,30 @@ void fake_encode(id<MTLCommandBuffer> command_buffer, id<FakeGPUCommand> command
     if (fake_setting_value(FAKE_no_command_queue))
         return nil;
     return [[FakeMTLCommandQueue alloc] init];
+}
+
+- (id<MTLBuffer>)newBufferWithLength:(NSUInteger)length options:(MTLResourceOptions)options
+{
+    if (options != MTLResourceStorageModeShared)
+        fake_raise("newBufferWithLength:options: the fake makes shared buffers only (%lu)",
+                   (unsigned long)options);
+    if (fake_setting_value(FAKE_no_shared_buffer))
+        return nil;
+    if (length > [self maxBufferLength])
+        fake_raise("newBufferWithLength: %lu bytes exceed maxBufferLength", (unsigned long)length);
+    fake_count(FAKE_COUNT_buffers, 1);
+    fake_count(FAKE_COUNT_buffer_bytes, (int64_t)length);
+    return fake_buffer(length, MTLStorageModeShared);
+}
+
+- (NSUInteger)maxBufferLength
+{
+    return (NSUInteger)fake_setting_value(FAKE_max_buffer_length);
+}
+
+- (uint64_t)recommendedMaxWorkingSetSize
+{
+    return (uint64_t)fake_setting_value(FAKE_working_set);
 }
 
 @end

@@ -220,11 +220,32 @@ static BOOL state_ready(FakeKernelRun *run, fake_kernel_kind producer)
     return NO;
 }
 
+/* A view of a 1 x C x H x W tensor turned by 180 degrees in H and W: computing
+ * on it places an even window one pixel down and right instead of up and left. */
+static mpsnorm_tensor turned(mpsnorm_tensor t)
+{
+    const size_t item = mpsnorm_dtype_size(t.dtype);
+    t.data = (char *)t.data + (size_t)((t.shape[2] - 1) * t.strides[2] +
+                                       (t.shape[3] - 1) * t.strides[3]) * item;
+    t.strides[2] = -t.strides[2];
+    t.strides[3] = -t.strides[3];
+    return t;
+}
+
+/* The fake's LCN mistakes, when a test asks for them: its answer as a view. */
+static mpsnorm_tensor lcn_view(const FakeKernelRun *run, mpsnorm_tensor t)
+{
+    if (fake_setting_value(FAKE_lcn_even_mirrored) && run->_snapshot.lcn.kernel_width % 2 == 0)
+        return turned(t);
+    return t;
+}
+
 static void lcn_forward(FakeKernelRun *run)
 {
     mpsnorm_tensor x = image_tensor(run->_primary, run->_primary);
     mpsnorm_tensor y = image_tensor(run->_primary, nil);
-    int status = mpsnorm_lcn_forward(NULL, &run->_snapshot.lcn, &x, &y, NULL);
+    mpsnorm_tensor x_view = lcn_view(run, x), y_view = lcn_view(run, y);
+    int status = mpsnorm_lcn_forward(NULL, &run->_snapshot.lcn, &x_view, &y_view, NULL);
     if (status == MPSNORM_OK) {
         [run->_destination fakeGPUWrite:y.data];
         [run->_state fillWithSnapshot:&run->_snapshot];
@@ -241,7 +262,12 @@ static void lcn_gradient(FakeKernelRun *run)
     mpsnorm_tensor dy = image_tensor(run->_primary, run->_primary);
     mpsnorm_tensor x = image_tensor(run->_primary, run->_secondary);
     mpsnorm_tensor dx = image_tensor(run->_primary, nil);
-    int status = mpsnorm_lcn_gradient(NULL, &run->_snapshot.lcn, &dy, &x, &dx, NULL);
+    mpsnorm_tensor dy_view = lcn_view(run, dy), x_view = lcn_view(run, x);
+    mpsnorm_tensor dx_view = lcn_view(run, dx);
+    mpsnorm_lcn_params params = run->_snapshot.lcn;
+    if (fake_setting_value(FAKE_lcn_gradient_without_alpha))
+        params.alpha = 0.0f;
+    int status = mpsnorm_lcn_gradient(NULL, &params, &dy_view, &x_view, &dx_view, NULL);
     if (status == MPSNORM_OK)
         [run->_destination fakeGPUWrite:dx.data];
     free(dy.data);
@@ -353,6 +379,10 @@ static void encode_batch(id<MTLCommandBuffer> command_buffer, const fake_snapsho
         check_same_image_shape(run->_primary, run->_destination, name);
         if (run->_secondary != nil)
             check_same_image_shape(run->_primary, run->_secondary, name);
+        [run->_primary fakeUseOn:command_buffer read:YES];
+        if (run->_secondary != nil)
+            [run->_secondary fakeUseOn:command_buffer read:YES];
+        [run->_destination fakeUseOn:command_buffer read:NO];
         fake_count(FAKE_COUNT_encodes, 1);
         fake_encode(command_buffer, run);
     }
@@ -405,12 +435,24 @@ static void encode_batch(id<MTLCommandBuffer> command_buffer, const fake_snapsho
     fake_snapshot snapshot;
     memset(&snapshot, 0, sizeof snapshot);
     [self takeSnapshot:&snapshot];
-    return [[MPSNNGradientState alloc] initWithProducer:snapshot.kind];
+    MPSNNGradientState *state = [[MPSNNGradientState alloc] initWithProducer:snapshot.kind];
+    if (snapshot.kind == FAKE_LCN_FORWARD && fake_setting_value(FAKE_lcn_state_holds_properties))
+        [state fillWithSnapshot:&snapshot]; /* what disassembly of recent MPS reports */
+    return state;
 }
 
 - (BOOL)isResultStateReusedAcrossBatch
 {
     return fake_setting_value(FAKE_result_state_shared) != 0;
+}
+
+- (BOOL)respondsToSelector:(SEL)aSelector
+{
+    SEL with_states =
+        @selector(encodeBatchToCommandBuffer:sourceImages:destinationStates:destinationImages:);
+    if (fake_setting_value(FAKE_no_batch_states_encode) && sel_isEqual(aSelector, with_states))
+        return NO; /* an MPS before the .5 support update of 10.13.4 */
+    return [super respondsToSelector:aSelector];
 }
 
 @end

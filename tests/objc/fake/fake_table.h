@@ -21,16 +21,28 @@
     X(no_command_queue, 0, "newCommandQueue returns nil")                                          \
     X(no_command_buffer, 0, "commandBuffer returns nil")                                           \
     X(no_blit_encoder, 0, "blitCommandEncoder returns nil")                                        \
+    X(no_shared_buffer, 0, "newBufferWithLength:options: returns nil")                             \
+    X(max_buffer_length, (int64_t)1 << 30, "the device's maxBufferLength, bytes")                  \
+    X(working_set, (int64_t)8 << 30, "the device's recommendedMaxWorkingSetSize, bytes")           \
     X(descriptor_nil, 0, "imageDescriptorWithChannelFormat:... returns nil")                       \
     X(image_init_fails_at, 0, "the n-th MPSImage init after a reset returns nil (0: never)")       \
+    X(texture_nil, 0, "MPSImage texture is nil (its allocation failed)")                           \
     X(lcn_forward_init_nil, 0, "MPSCNNLocalContrastNormalization init returns nil")                \
     X(lcn_gradient_init_nil, 0, "MPSCNNLocalContrastNormalizationGradient init returns nil")       \
     X(inorm_forward_init_nil, 0, "MPSCNNInstanceNormalization init returns nil")                   \
     X(inorm_gradient_init_nil, 0, "MPSCNNInstanceNormalizationGradient init returns nil")          \
+    X(no_batch_states_encode, 0, "kernels do not respond to encodeBatchToCommandBuffer:"           \
+                                 "sourceImages:destinationStates:destinationImages:")            \
     X(result_state_nil, 0, "resultStateForSourceImage:sourceStates:destinationImage: is nil")      \
     X(result_state_shared, 0, "isResultStateReusedAcrossBatch answers YES")                        \
+    X(lcn_state_holds_properties, 0, "an LCN gradient state needs no forward encode (it holds "    \
+                                     "only properties)")                                         \
+    X(lcn_even_mirrored, 0, "the LCN kernels place even windows one pixel down and right")         \
+    X(lcn_gradient_without_alpha, 0, "the LCN gradient leaves out its alpha term")                 \
     X(encode_throws, 0, "every kernel encode raises an NSException")                               \
     X(command_buffer_error, 0, "committed buffers end with MTLCommandBufferStatusError")           \
+    X(command_buffer_error_at, 0, "the n-th buffer committed after a reset ends with an error "     \
+                                  "(0: never)")                                                  \
     X(gradient_buffer_mode, 0, "storageMode of gradientForGamma/Beta: 0 shared, 1 managed, "       \
                                "2 private")                                                        \
     X(gradient_buffer_short, 0, "gradientForGamma/Beta hold one float fewer than C")               \
@@ -44,12 +56,17 @@
 #define FAKE_COUNTERS(X)                                                                           \
     X(live_objects, FAKE_NOW, "fake Objective-C objects alive now")                                \
     X(devices, FAKE_TOTAL, "MTLCreateSystemDefaultDevice calls that returned a device")            \
-    X(images, FAKE_TOTAL, "MPSImage objects initialized")                                          \
-    X(textures, FAKE_TOTAL, "MPSImage storage allocations (lazy: at first write, read or GPU use)") \
-    X(texture_bytes, FAKE_TOTAL, "bytes of MPSImage storage allocated")                            \
-    X(bytes_written, FAKE_TOTAL, "bytes copied into images by writeBytes:dataLayout:imageIndex:")  \
-    X(bytes_read, FAKE_TOTAL, "bytes copied out of images by readBytes:dataLayout:imageIndex:")    \
-    X(stale_reads, FAKE_TOTAL, "readBytes of an image the GPU wrote without a synchronization")    \
+    X(images, FAKE_TOTAL, "MPSImage objects initialized (temporary images not counted)")           \
+    X(textures, FAKE_TOTAL, "MPSImage textures allocated (lazily: at first use)")                  \
+    X(texture_bytes, FAKE_TOTAL, "bytes of MPSImage textures allocated")                           \
+    X(temporary_images, FAKE_TOTAL, "MPSTemporaryImages made (MPS's heap: no texture allocated)")  \
+    X(temporary_readcount_leaks, FAKE_TOTAL, "MPSTemporaryImages released with a readCount "       \
+                                             "above 0 (Metal's validation asserts)")              \
+    X(buffers, FAKE_TOTAL, "MTLBuffers made by newBufferWithLength:options:")                      \
+    X(buffer_bytes, FAKE_TOTAL, "bytes of those buffers")                                          \
+    X(blit_copies, FAKE_TOTAL, "blit copies between buffers and texture slices")                   \
+    X(bytes_uploaded, FAKE_TOTAL, "bytes copied by blits from buffers into textures")              \
+    X(bytes_downloaded, FAKE_TOTAL, "bytes copied by blits from textures into buffers")            \
     X(kernels, FAKE_TOTAL, "MPS kernel objects initialized")                                       \
     X(encodes, FAKE_TOTAL, "kernel encodes (one per image of a batch encode)")                     \
     X(gradient_states, FAKE_TOTAL, "gradient states returned by resultStateForSourceImage:...")    \
@@ -59,7 +76,6 @@
     X(waits, FAKE_TOTAL, "waitUntilCompleted calls")                                               \
     X(waiting, FAKE_NOW, "threads inside waitUntilCompleted now")                                  \
     X(blit_encoders, FAKE_TOTAL, "blit command encoders created")                                  \
-    X(image_synchronizations, FAKE_TOTAL, "synchronizeOnCommandBuffer: calls")                     \
     X(buffer_synchronizations, FAKE_TOTAL, "synchronizeResource: calls")                           \
     X(gpu_buffers_run, FAKE_TOTAL, "command buffers the fake GPU ran to completion")
 
