@@ -155,6 +155,8 @@ cdef class _Kernel:
             if status != MPSNORM_OK:
                 raise_call_error(status, &call, gradient, where)
             self._last_backend = backend_name(call.report.backend_used)
+            self._last_staging_seconds = call.report.staging_seconds
+            self._last_gpu_seconds = call.report.gpu_seconds
             if call.report.message[0] != 0:
                 warn_notice(&call.report, where)
             if operation == INSTANCE_NORM_GRADIENT:
@@ -182,6 +184,16 @@ cdef class _Kernel:
         """The backend that ran the latest call (a Metal object runs what MPS cannot do on
         the CPU); None before the first call."""
         return self._last_backend
+
+    @property
+    def last_metal_seconds(self):
+        """Where the latest call's time went when Metal ran it: {"staging": seconds the CPU
+        packed the tensors into MPS's texel layout and out of it, "gpu": seconds the GPU ran
+        its command buffers (0.0 where Metal does not say, before macOS 10.15)}; None when
+        the CPU ran it, or before the first call."""
+        if self._last_backend != "metal":
+            return None
+        return {"staging": self._last_staging_seconds, "gpu": self._last_gpu_seconds}
 
 
 # The keywords each operation's call takes after its inputs.

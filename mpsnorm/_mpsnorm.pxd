@@ -32,6 +32,7 @@ cdef class _Kernel:
     cdef Engine engine
     cdef Layout _layout
     cdef object _last_backend
+    cdef double _last_staging_seconds, _last_gpu_seconds
     cdef str _where          # the class name that messages start with, set by __init__
 
     cdef void _bind(self, str where, Layout layout, Engine engine) noexcept

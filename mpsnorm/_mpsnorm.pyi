@@ -1,6 +1,6 @@
 # Stub of the extension module mpsnorm/_mpsnorm.pyx.
 import array
-from typing import (Any, Iterable, Literal, Optional, Protocol, SupportsFloat, SupportsIndex,
+from typing import (Any, Dict, Iterable, Literal, Optional, Protocol, SupportsFloat, SupportsIndex,
                     TypeVar, Union, overload)
 
 import numpy as np
@@ -50,6 +50,8 @@ class _Kernel:
     def backend(self) -> Literal["cpu", "metal"]: ...
     @property
     def last_backend(self) -> Optional[Literal["cpu", "metal"]]: ...
+    @property
+    def last_metal_seconds(self) -> Optional[Dict[str, float]]: ...
 
 class _LocalContrastKernel(_Kernel):
     def __init__(self, kernel_width: SupportsIndex, kernel_height: Optional[SupportsIndex] = None,

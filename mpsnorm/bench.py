@@ -629,6 +629,8 @@ def main(argv=None):
     quiet_blas()
     gc.collect()
     rows = measure(full=args.full, log=print)
+    from mpsnorm import bench_metal
+    rows += bench_metal.measure(full=args.full, log=print)
     print_table(("what", "measured"), [(row.what, row.text) for row in rows])
     return 0
 

@@ -49,6 +49,8 @@ cdef extern from "mpsnorm.h" nogil:
     ctypedef struct mpsnorm_report:
         int32_t backend_used
         char message[256]
+        double staging_seconds
+        double gpu_seconds
 
     ctypedef struct mpsnorm_lcn_params:
         int64_t kernel_width

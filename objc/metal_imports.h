@@ -26,5 +26,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #endif /* MPSNORM_OBJC_METAL_IMPORTS_H */

@@ -28,6 +28,14 @@ MPSImageDescriptor *mpsnorm_objc_descriptor(const mpsnorm_metal_batch *batch)
                                                 featureChannels:(NSUInteger)t->shape[1]];
 }
 
+/* Seconds on a monotonic clock, for the call's timing. */
+static double seconds_now(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)now.tv_sec + 1e-9 * (double)now.tv_nsec;
+}
+
 /* What one call shares between its chunks. */
 typedef struct run_state {
     const mpsnorm_objc_job *job;
@@ -190,10 +198,12 @@ static int run_chunk(run_state *run, chunk_resources *held, int64_t first, int64
     const mpsnorm_metal_batch *batch = job->batch;
     const size_t image = run->layout.image_bytes;
     char *upload = [held->upload contents];
+    const double packing = seconds_now();
     mpsnorm_metal_pack(batch->primary, first, count, &run->layout, upload);
     if (batch->secondary != NULL)
         mpsnorm_metal_pack(batch->secondary, first, count, &run->layout,
                            upload + (size_t)count * image);
+    batch->timing->staging_seconds += seconds_now() - packing;
 
     id<MTLCommandBuffer> command_buffer = [run->queue commandBuffer];
     if (command_buffer == nil)
@@ -242,6 +252,8 @@ static int run_chunk(run_state *run, chunk_resources *held, int64_t first, int64
                                                                 : nil,
                                                    "Metal reported no error"));
     }
+    if (@available(macOS 10.15, *))
+        batch->timing->gpu_seconds += [command_buffer GPUEndTime] - [command_buffer GPUStartTime];
     if (job->finish != NULL)
         job->finish(job, first, count);
     return MPSNORM_OK;
@@ -274,6 +286,7 @@ int mpsnorm_objc_run(const mpsnorm_objc_job *job, char *message, size_t size)
         give_back(&run, &held);
     }
     if (status == MPSNORM_OK) {
+        const double unpacking = seconds_now();
         int64_t at = 0;
         NSUInteger chunks = [outputs count];
         for (NSUInteger i = 0; i < chunks; i++) {
@@ -282,6 +295,7 @@ int mpsnorm_objc_run(const mpsnorm_objc_job *job, char *message, size_t size)
                                  job->batch->destination);
             at += count;
         }
+        job->batch->timing->staging_seconds += seconds_now() - unpacking;
     }
     mpsnorm_objc_lock(job->cache);
     NSUInteger chunks = [outputs count];

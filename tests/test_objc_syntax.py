@@ -84,6 +84,13 @@ int memcmp(const void *a, const void *b, size_t n);
 void *memset(void *s, int c, size_t n);
 size_t strlen(const char *s);
 """,
+    "time.h": """
+typedef long time_t;
+struct timespec { time_t tv_sec; long tv_nsec; };
+typedef enum { CLOCK_MONOTONIC = 6 } clockid_t;
+int clock_gettime(clockid_t clock_id, struct timespec *tp)
+    __attribute__((availability(macos, introduced = 10.12)));
+""",
 }
 AVAILABILITY_TARGET = "x86_64-apple-macos10.13"
 

@@ -153,7 +153,7 @@ def test_sdist_holds_sources_headers_pxd_objc_tests_and_examples(tmp_path):
         expected = tracked(pattern)
         assert expected, pattern
         missing += [name for name in expected if name not in names]
-    for pattern in ("bench/*.py", "fuzz/*.py", "fuzz/*.c", "tests/*/*.py",  # where present
+    for pattern in ("bench/*.py", "bench/*.c", "fuzz/*.py", "fuzz/*.c", "tests/*/*.py",  # present
                     "tests/objc/*.c", "tests/objc/*.md", "tests/objc/fake/*"):
         missing += [name for name in tracked(pattern) if name not in names]
     assert not missing, missing

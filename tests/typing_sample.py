@@ -5,7 +5,7 @@ checked at run time too), so the stubs cannot drift from the extension modules.
 The PyTorch adapter has its own sample, tests/typing_sample_torch.py.
 """
 import array
-from typing import Any, Optional, Tuple, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -52,6 +52,8 @@ def lcn_sample(x: npt.NDArray[np.float32], dy: npt.NDArray[np.float32]) -> None:
     last: Optional[str] = grad.last_backend
     assert last in ("cpu", "metal")
     assert LocalContrastNormalization(3).last_backend is None
+    timing: Optional[Dict[str, float]] = grad.last_metal_seconds
+    assert timing is None or set(timing) == {"staging", "gpu"}
 
 
 def instance_norm_sample(x: npt.NDArray[np.float64], dy: npt.NDArray[np.float64]) -> None:

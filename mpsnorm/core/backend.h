@@ -51,10 +51,16 @@ int mpsnorm_metal_limits(uint64_t *max_buffer_length, uint64_t *working_set);
  * out of MPS's texel layout itself, metal_staging.h). The destination is
  * written only when the whole call has succeeded.
  */
+typedef struct mpsnorm_metal_timing {
+    double staging_seconds; /* packing and unpacking on the CPU */
+    double gpu_seconds;     /* the command buffers on the GPU (0: not reported) */
+} mpsnorm_metal_timing;
+
 typedef struct mpsnorm_metal_batch {
     const mpsnorm_tensor *primary;     /* forward: x; gradient: dy */
     const mpsnorm_tensor *secondary;   /* gradient: x; forward: NULL */
     const mpsnorm_tensor *destination; /* forward: y; gradient: dx */
+    mpsnorm_metal_timing *timing;      /* where the call's time went; not NULL */
 } mpsnorm_metal_batch;
 
 /*

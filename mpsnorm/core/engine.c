@@ -80,6 +80,7 @@ static mpsnorm_report *prepare_report(mpsnorm_report *report, mpsnorm_report *sc
         report = scratch;
     report->backend_used = mpsnorm_engine_backend(engine);
     report->message[0] = '\0';
+    report->staging_seconds = report->gpu_seconds = 0.0;
     return report;
 }
 
@@ -145,6 +146,16 @@ static int falls_back(const mpsnorm_engine *engine, int status, int notice,
     return 1;
 }
 
+/* A call Metal ran: its timing in the report when it succeeded. */
+static int keep_timing(mpsnorm_report *report, const mpsnorm_metal_timing *timing, int status)
+{
+    if (status == MPSNORM_OK) {
+        report->staging_seconds = timing->staging_seconds;
+        report->gpu_seconds = timing->gpu_seconds;
+    }
+    return status;
+}
+
 /* A notice stays in the report of a successful call only. */
 static int keep_notice(mpsnorm_report *report, int status)
 {
@@ -167,10 +178,11 @@ static int run_lcn(mpsnorm_engine *engine, const mpsnorm_lcn_params *params,
         return status;
     int notice = 0;
     if (mpsnorm_engine_backend(engine) == MPSNORM_BACKEND_METAL) {
+        mpsnorm_metal_timing timing;
         status = mpsnorm_metal_route_lcn(engine->metal, params, args.dy, args.x, args.out,
-                                         may_fall_back(engine), message, size, &notice);
+                                         may_fall_back(engine), &timing, message, size, &notice);
         if (!falls_back(engine, status, notice, report))
-            return status;
+            return keep_timing(report, &timing, status);
     }
     status = dy != NULL ? mpsnorm_cpu_lcn_gradient(params, args.dy, args.x, args.out)
                         : mpsnorm_cpu_lcn_forward(params, args.x, args.out);
@@ -271,11 +283,13 @@ static int run_instance_norm(mpsnorm_engine *engine, const mpsnorm_inorm_params 
     }
     int notice = 0;
     if (mpsnorm_engine_backend(engine) == MPSNORM_BACKEND_METAL) {
+        mpsnorm_metal_timing timing;
         status = mpsnorm_metal_route_instance_norm(engine->metal, params, args.dy, args.x,
                                                    args.out, args.dgamma, args.dbeta,
-                                                   may_fall_back(engine), message, size, &notice);
+                                                   may_fall_back(engine), &timing, message, size,
+                                                   &notice);
         if (!falls_back(engine, status, notice, report))
-            return status;
+            return keep_timing(report, &timing, status);
     }
     status = dy != NULL ? mpsnorm_cpu_instance_norm_gradient(params, args.dy, args.x, args.out,
                                                              args.dgamma, args.dbeta)

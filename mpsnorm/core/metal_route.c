@@ -330,6 +330,8 @@ static int route(const route_call *call, char *message, size_t size)
     status = call_backend(call, with_forward, dgamma, dbeta, message, size);
     if (status == MPSNORM_ERR_UNSUPPORTED) /* what this engine's MPS lacks stays lacking */
         refuse(call->binding, &cls, message);
+    if (status != MPSNORM_OK)
+        call->batch.timing->staging_seconds = call->batch.timing->gpu_seconds = 0.0;
     if (status == MPSNORM_OK && call->kernel == INORM_GRADIENT) {
         if (call->dgamma != NULL)
             sum_over_batch(call->dgamma, dgamma, n, c);
@@ -345,18 +347,20 @@ static int route(const route_call *call, char *message, size_t size)
 
 int mpsnorm_metal_route_lcn(mpsnorm_metal_binding *binding, const mpsnorm_lcn_params *params,
                             const mpsnorm_checked *dy, const mpsnorm_checked *x,
-                            const mpsnorm_checked *out, int may_fall_back, char *message,
-                            size_t size, int *notice)
+                            const mpsnorm_checked *out, int may_fall_back,
+                            mpsnorm_metal_timing *timing, char *message, size_t size,
+                            int *notice)
 {
     assert(x->tensor != NULL && x->count > 0 && out->tensor != NULL && out->count == x->count);
     assert(dy == NULL || (dy->tensor != NULL && dy->count == x->count));
     *notice = 0;
+    timing->staging_seconds = timing->gpu_seconds = 0.0;
     int status = mpsnorm_metal_supports_lcn(params, x->tensor, message, size);
     if (status != MPSNORM_OK)
         return status;
     route_call call = {dy != NULL ? LCN_GRADIENT : LCN_FORWARD, binding, params, NULL,
                        {dy != NULL ? dy->tensor : x->tensor, dy != NULL ? x->tensor : NULL,
-                        out->tensor},
+                        out->tensor, timing},
                        NULL, NULL, may_fall_back, notice};
     return route(&call, message, size);
 }
@@ -366,20 +370,22 @@ int mpsnorm_metal_route_instance_norm(mpsnorm_metal_binding *binding,
                                       const mpsnorm_checked *dy, const mpsnorm_checked *x,
                                       const mpsnorm_checked *out, const mpsnorm_checked *dgamma,
                                       const mpsnorm_checked *dbeta, int may_fall_back,
-                                      char *message, size_t size, int *notice)
+                                      mpsnorm_metal_timing *timing, char *message, size_t size,
+                                      int *notice)
 {
     assert(x->tensor != NULL && x->count > 0 && out->tensor != NULL && out->count == x->count);
     assert(dy == NULL || (dy->tensor != NULL && dy->count == x->count));
     assert(dgamma == NULL || dgamma->vector != NULL);
     assert(dbeta == NULL || dbeta->vector != NULL);
     *notice = 0;
+    timing->staging_seconds = timing->gpu_seconds = 0.0;
     int status = mpsnorm_metal_supports_inorm(params, x->tensor, message, size);
     if (status != MPSNORM_OK)
         return status;
     const int gradient = dy != NULL;
     route_call call = {gradient ? INORM_GRADIENT : INORM_FORWARD, binding, NULL, params,
                        {gradient ? dy->tensor : x->tensor, gradient ? x->tensor : NULL,
-                        out->tensor},
+                        out->tensor, timing},
                        gradient && dgamma != NULL ? dgamma->vector : NULL,
                        gradient && dbeta != NULL ? dbeta->vector : NULL, may_fall_back, notice};
     return route(&call, message, size);

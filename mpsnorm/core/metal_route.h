@@ -54,16 +54,19 @@ void mpsnorm_metal_binding_free(mpsnorm_metal_binding *binding);
  * earlier refusal refuses the case, so the dispatcher may fall back to the CPU when may_fall_back is set;
  * *notice is then 1 when message holds a notice for the user (the class
  * failed its self-check on this call), to keep after the CPU has run it.
+ * *timing: where a successful call's time went (zero otherwise).
  */
 int mpsnorm_metal_route_lcn(mpsnorm_metal_binding *binding, const mpsnorm_lcn_params *params,
                             const mpsnorm_checked *dy, const mpsnorm_checked *x,
-                            const mpsnorm_checked *out, int may_fall_back, char *message,
-                            size_t size, int *notice);
+                            const mpsnorm_checked *out, int may_fall_back,
+                            mpsnorm_metal_timing *timing, char *message, size_t size,
+                            int *notice);
 int mpsnorm_metal_route_instance_norm(mpsnorm_metal_binding *binding,
                                       const mpsnorm_inorm_params *params,
                                       const mpsnorm_checked *dy, const mpsnorm_checked *x,
                                       const mpsnorm_checked *out, const mpsnorm_checked *dgamma,
                                       const mpsnorm_checked *dbeta, int may_fall_back,
-                                      char *message, size_t size, int *notice);
+                                      mpsnorm_metal_timing *timing, char *message, size_t size,
+                                      int *notice);
 
 #endif /* MPSNORM_CORE_METAL_ROUTE_H */

@@ -277,10 +277,12 @@ static int on_metal(mpsnorm_metal_cache *cache, const mpsnorm_metal_class *cls,
     const mpsnorm_tensor x = describe_tensor(s, cls->nhwc, s->x, cls->dtype);
     const mpsnorm_tensor dy = describe_tensor(s, cls->nhwc, s->dy, cls->dtype);
     const mpsnorm_tensor out = describe_tensor(s, cls->nhwc, s->out, cls->dtype);
+    mpsnorm_metal_timing timing; /* the check's own, not the call's */
     mpsnorm_metal_batch batch;
     batch.primary = gradient ? &dy : &x;
     batch.secondary = gradient ? &x : NULL;
     batch.destination = &out;
+    batch.timing = &timing;
     switch (cls->kernel) {
     case MPSNORM_KERNEL_LCN_FORWARD:
         return mpsnorm_metal_lcn_forward(cache, lcn, &batch, message, size);

@@ -141,6 +141,13 @@ typedef struct mpsnorm_vector {
 typedef struct mpsnorm_report {
     int32_t backend_used;                 /* mpsnorm_backend; CPU or METAL */
     char message[MPSNORM_MESSAGE_SIZE];
+    /* Where a successful Metal call's time went (0 for a call the CPU ran):
+     * the CPU's packing of the tensors into MPS's texel layout and out of it,
+     * and the GPU's time on the call's command buffers, summed
+     * (GPUEndTime - GPUStartTime of each; 0 before macOS 10.15, which has no
+     * such times). */
+    double staging_seconds;
+    double gpu_seconds;
 } mpsnorm_report;
 
 /* ------------------------------------------------------------------------ */

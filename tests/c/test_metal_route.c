@@ -384,6 +384,8 @@ static int fake_run(enum fake_kind kind, const void *params, const mpsnorm_metal
     fake.calls++;
     fake.kind = kind;
     fake.batch = *b;
+    b->timing->staging_seconds = 0.25; /* what objc/ measures, failed or not */
+    b->timing->gpu_seconds = 0.5;
     fake.params = params;
     mpsnorm_texel_layout_of(b->primary, 4, &fake.layout);
     const int64_t n = b->primary->shape[0];
@@ -482,8 +484,9 @@ void mpsnorm_metal_cache_free(mpsnorm_metal_cache *cache) { (void)cache; }
 static mpsnorm_metal_binding *ENGINE;
 
 /* The route of an engine that may fall back to the CPU (may_fall_back = 1), or not,
- * and whether the route's message is a notice for the user. */
+ * whether the route's message is a notice for the user, and the call's timing. */
 static int may_fall_back = 1, notice;
+static mpsnorm_metal_timing timing;
 
 static int route_lcn(mpsnorm_metal_binding *binding, const mpsnorm_lcn_params *params,
                      const mpsnorm_tensor *dy, const mpsnorm_tensor *x, const mpsnorm_tensor *out,
@@ -493,7 +496,7 @@ static int route_lcn(mpsnorm_metal_binding *binding, const mpsnorm_lcn_params *p
     if (dy != NULL)
         cdy = checked_tensor(dy, "dy");
     return mpsnorm_metal_route_lcn(binding, params, dy != NULL ? &cdy : NULL, &cx, &cout,
-                                   may_fall_back, message, size, &notice);
+                                   may_fall_back, &timing, message, size, &notice);
 }
 
 static int route_instance_norm(mpsnorm_metal_binding *binding,
@@ -516,7 +519,7 @@ static int route_instance_norm(mpsnorm_metal_binding *binding,
     return mpsnorm_metal_route_instance_norm(binding, params, dy != NULL ? &cdy : NULL, &cx, &cout,
                                              dgamma != NULL ? &cdgamma : NULL,
                                              dbeta != NULL ? &cdbeta : NULL, may_fall_back,
-                                             message, size, &notice);
+                                             &timing, message, size, &notice);
 }
 
 static mpsnorm_lcn_params lcn_params(int64_t kw, int64_t kh)
@@ -826,7 +829,8 @@ static void test_small_calls(void)
     release(&y);
 }
 
-/* A failing backend: the output and the vectors untouched, its message returned. */
+/* A failing backend: the output and the vectors untouched, its message returned,
+ * no timing; a successful call carries the backend's timing. */
 static void test_backend_failure(void)
 {
     buffer dy = make(NCHW, MPSNORM_FLOAT32, 2, 3, 4, 4, 0);
@@ -846,6 +850,8 @@ static void test_backend_failure(void)
     CHECK(status == MPSNORM_ERR_BACKEND_FAILURE, "status %d", status);
     CHECK(strcmp(message, FAKE_MESSAGE) == 0, "message: %s", message);
     CHECK(all_bytes(&dx, SENTINEL), "dx untouched");
+    CHECK(timing.staging_seconds == 0.0 && timing.gpu_seconds == 0.0,
+          "a failed call's timing: %g, %g", timing.staging_seconds, timing.gpu_seconds);
     CHECK(store[0] == -1.0f && store[1] == -1.0f && store[2] == -1.0f, "dgamma untouched");
 
     fake_reset();
@@ -859,6 +865,15 @@ static void test_backend_failure(void)
     fake.fail = 0;
     status = route_lcn(ENGINE, &p, NULL, &x.t, &dx.t, message, sizeof message);
     CHECK(status == MPSNORM_OK && fake.calls == 2, "after a failure: status %d", status);
+    CHECK(timing.staging_seconds == 0.25 && timing.gpu_seconds == 0.5,
+          "the backend's timing: %g, %g", timing.staging_seconds, timing.gpu_seconds);
+    /* refused before the backend: no timing left from the call before */
+    mpsnorm_lcn_params unequal = lcn_params(3, 5);
+    status = route_lcn(ENGINE, &unequal, NULL, &x.t, &dx.t, message, sizeof message);
+    CHECK(status == MPSNORM_ERR_UNSUPPORTED && timing.staging_seconds == 0.0 &&
+              timing.gpu_seconds == 0.0,
+          "a refused call: status %d, timing %g, %g", status, timing.staging_seconds,
+          timing.gpu_seconds);
     release(&dy);
     release(&x);
     release(&dx);

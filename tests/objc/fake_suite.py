@@ -364,6 +364,44 @@ def test_counts_of_one_lcn_gradient_call(capsys):
                         if item[0] not in ("live_objects", "waiting")))
 
 
+def test_where_a_calls_time_went():
+    """last_metal_seconds: the CPU's staging and the GPU's time as the fake GPU reports it
+    (its command buffers each take gpu_ms); None for a call the CPU ran."""
+    case = Case("lcn_gradient")
+    kernel = case.make("metal")
+    assert kernel.last_metal_seconds is None
+    FAKE.set("gpu_ms", 30)
+    case.check(case.call(kernel), "with a slow GPU")
+    seconds = kernel.last_metal_seconds
+    assert set(seconds) == {"staging", "gpu"}
+    assert seconds["staging"] > 0 and 0.03 <= seconds["gpu"] < 10, seconds
+    auto = case.make("auto")
+    FAKE.min_call_bytes(None)  # this small call stays on the CPU
+    auto(case.dy, case.x)
+    assert auto.last_backend == "cpu" and auto.last_metal_seconds is None
+
+
+def test_the_bench_metal_rows_run(monkeypatch):
+    """python -m mpsnorm bench's Metal rows (mpsnorm.bench_metal) run through objc/, here on
+    one small shape: a row per kernel and dtype, each a whole call split into staging and GPU
+    time (the fake GPU takes at least gpu_ms a command buffer). The fake's figures are no
+    GPU's and are not printed."""
+    import re
+    from mpsnorm import bench_metal
+
+    monkeypatch.setattr(bench_metal, "SHAPES", ((2, 8, 32, 32),))
+    FAKE.set("gpu_ms", 2)
+    rows = bench_metal.measure()
+    assert len(rows) == len(bench_metal.KERNELS) * len(bench_metal.DTYPES)
+    for row in rows:
+        found = re.match(r"([\d.]+) ms = staging ([\d.]+) ms \+ GPU ([\d.]+) ms \+ rest; CPU "
+                         r"([\d.]+) ms", row.text)
+        assert found, row.text
+        whole, staging, gpu, cpu = map(float, found.groups())
+        assert gpu >= 2 and staging > 0 and whole >= gpu, row.text
+        assert row.value > 0 and cpu > 0, row.text
+
+
 # ---- the device's limits: chunks, refusals, the pool ------------------------------------------
 
 def image_bytes(shape, dtype=np.float32):

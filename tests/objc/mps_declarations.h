@@ -50,6 +50,8 @@ typedef _Bool BOOL;
 /* Foundation.framework/Versions/C/Headers/NSObjCRuntime.h (LP64) */
 typedef long NSInteger;
 typedef unsigned long NSUInteger;
+/* CoreFoundation.framework/Versions/A/Headers/CFDate.h */
+typedef double CFTimeInterval;
 
 /* Foundation.framework/Versions/C/Headers/NSZone.h */
 typedef struct _NSZone NSZone;
@@ -258,6 +260,8 @@ MPSDECL_MACOS(10.11)
 @property (readonly) MTLCommandBufferStatus status;
 @property (nullable, readonly) NSError *error;
 - (nullable id<MTLBlitCommandEncoder>)blitCommandEncoder;
+@property (readonly) CFTimeInterval GPUStartTime MPSDECL_MACOS(10.15);
+@property (readonly) CFTimeInterval GPUEndTime MPSDECL_MACOS(10.15);
 @end
 
 #pragma clang assume_nonnull end

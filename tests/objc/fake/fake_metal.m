@@ -260,6 +260,14 @@ id<FakeGPUCommand> fake_synchronization(id<FakeManaged> resource)
     return [[FakeSynchronization alloc] initWithResource:resource];
 }
 
+/* Host time in seconds, as Metal reports GPUStartTime / GPUEndTime. */
+static CFTimeInterval host_seconds(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (CFTimeInterval)now.tv_sec + 1e-9 * (CFTimeInterval)now.tv_nsec;
+}
+
 static void pause_ms(int64_t milliseconds)
 {
     if (milliseconds <= 0)
@@ -276,6 +284,7 @@ static void pause_ms(int64_t milliseconds)
     NSMutableArray<id<FakeGPUCommand>> *_commands;
     BOOL _encoderOpen;
     int64_t _ordinal; /* commits since the last reset, this one included */
+    CFTimeInterval _gpuStart, _gpuEnd; /* host seconds; 0 until the GPU starts / ends it */
 }
 
 - (instancetype)init
@@ -365,6 +374,7 @@ static void pause_ms(int64_t milliseconds)
 - (void)runOnGPU
 {
     NSError *error = nil;
+    CFTimeInterval started = host_seconds();
     if (fake_setting_value(FAKE_command_buffer_error) ||
         (fake_setting_value(FAKE_command_buffer_error_at) > 0 &&
          fake_setting_value(FAKE_command_buffer_error_at) == _ordinal)) {
@@ -389,6 +399,8 @@ static void pause_ms(int64_t milliseconds)
     _commands = nil; /* Metal releases what a buffer held once it completes */
     fake_count(FAKE_COUNT_gpu_buffers_run, 1);
     pthread_mutex_lock(&_lock);
+    _gpuStart = started;
+    _gpuEnd = host_seconds();
     _error = error;
     _status = error != nil ? MTLCommandBufferStatusError : MTLCommandBufferStatusCompleted;
     pthread_cond_broadcast(&_done);
@@ -417,6 +429,22 @@ static void pause_ms(int64_t milliseconds)
     MTLCommandBufferStatus status = _status;
     pthread_mutex_unlock(&_lock);
     return status;
+}
+
+- (CFTimeInterval)GPUStartTime
+{
+    pthread_mutex_lock(&_lock);
+    CFTimeInterval start = _gpuStart;
+    pthread_mutex_unlock(&_lock);
+    return start;
+}
+
+- (CFTimeInterval)GPUEndTime
+{
+    pthread_mutex_lock(&_lock);
+    CFTimeInterval end = _gpuEnd;
+    pthread_mutex_unlock(&_lock);
+    return end;
 }
 
 - (NSError *)error
