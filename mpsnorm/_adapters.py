@@ -67,3 +67,22 @@ def load_channels(kernel: InstanceNormKernel, name: str,
         setattr(kernel, name, None)
     elif getattr(kernel, name).tobytes() != values.tobytes():
         setattr(kernel, name, values)
+
+
+def load_affine(kernel: mpsnorm.InstanceNormalization,
+                gamma: Optional[npt.NDArray[np.float32]],
+                beta: Optional[npt.NDArray[np.float32]]) -> bool:
+    """Loads float32 gamma and beta into an instance-norm forward kernel and returns True.
+    Where they are None (float32 is not exact for the data) or hold a value float32
+    parameters refuse (inf, nan), resets the kernel's (ones, zeros) and returns False: the
+    caller applies weight and bias itself."""
+    if gamma is not None and beta is not None:
+        try:
+            load_channels(kernel, "gamma", gamma)
+            load_channels(kernel, "beta", beta)
+            return True
+        except ValueError:
+            pass
+    load_channels(kernel, "gamma", None)
+    load_channels(kernel, "beta", None)
+    return False

@@ -45,7 +45,8 @@ import numpy.typing as npt
 
 import mpsnorm
 from mpsnorm._adapters import (InstanceNormKernels, KernelSize, LCNKernels,
-                               instance_norm_kernels, kernel_sizes, lcn_kernels, load_channels)
+                               instance_norm_kernels, kernel_sizes, lcn_kernels, load_affine,
+                               load_channels)
 
 __all__ = [
     "InstanceNormalization",
@@ -184,18 +185,11 @@ def _float32_values(vector: mx.array) -> npt.NDArray[np.float32]:
 
 def _load_affine(kernel: mpsnorm.InstanceNormalization, x: mx.array, weight: mx.array,
                  bias: mx.array) -> bool:
-    """Loads evaluated weight and bias into the forward kernel as gamma and beta where that
-    is exact for x's dtype and returns True; otherwise resets them and returns False."""
+    """Loads evaluated weight and bias into the forward kernel where float32 is exact for
+    x's dtype (see load_affine)."""
     if x.dtype != mx.float64 or (weight.dtype != mx.float64 and bias.dtype != mx.float64):
-        try:
-            load_channels(kernel, "gamma", _float32_values(weight))
-            load_channels(kernel, "beta", _float32_values(bias))
-            return True
-        except ValueError:  # a value that float32 gamma/beta cannot hold (inf, nan)
-            pass
-    load_channels(kernel, "gamma", None)
-    load_channels(kernel, "beta", None)
-    return False
+        return load_affine(kernel, _float32_values(weight), _float32_values(bias))
+    return load_affine(kernel, None, None)
 
 
 @mx.custom_function

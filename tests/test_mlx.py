@@ -213,6 +213,28 @@ def test_instance_norm_agrees_with_mlx_nn_instance_norm():
         ref.assert_close(got, expected, np.float32, scale_from=(dy64,), what=what)
 
 
+def test_changed_parameters_reach_the_kernels():
+    """The kernels' gamma and beta follow the layer's parameters after an optimizer step."""
+    import mlx.optimizers as optim
+
+    x64, x = random((2, 4, 5, 3), seed=17)
+    layer = mm.InstanceNormalization(3)
+    optimizer = optim.SGD(learning_rate=0.5)
+
+    def check():
+        expected = ref.inorm_forward(x64, np.asarray(layer.weight), np.asarray(layer.bias),
+                                     layout="NHWC")
+        ref.assert_close(np.asarray(layer(x)), expected, np.float32, scale_from=(x64,))
+
+    check()
+    ramp = mx.arange(x.size).reshape(x.shape) / x.size
+    _, grads = nn.value_and_grad(layer, lambda m, t: (m(t) * ramp).sum())(layer, x)
+    optimizer.update(layer, grads)
+    mx.eval(layer.parameters())
+    assert not np.allclose(np.asarray(layer.bias), 0)
+    check()
+
+
 # -- memory ----------------------------------------------------------------------------------
 
 class Spy:
@@ -272,16 +294,18 @@ def test_lazily_built_inputs_are_evaluated_first():
                      scale_from=(x64,))
 
 
-def test_non_finite_parameters_propagate_as_in_mlx():
+def test_non_finite_parameters_propagate():
     """float32 gamma/beta refuse inf and nan: such parameters are applied outside the
-    kernel, and the result is what mlx.nn.InstanceNorm gives, not an error."""
-    _, x = random((1, 4, 4, 2), seed=16)
+    kernel, so the result is weight * xhat + bias with its infinities and NaNs (as
+    mlx.nn.InstanceNorm's), not an error."""
+    x64, x = random((1, 4, 4, 2), seed=16)
     weight, bias = mx.array([np.inf, 1.0]), mx.array([0.0, np.nan])
-    ours = mm.instance_normalization(x, weight, bias)
+    ours = np.asarray(mm.instance_normalization(x, weight, bias))
+    expected = np.asarray(weight) * ref.inorm_forward(x64, layout="NHWC") + np.asarray(bias)
+    np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-5)  # NaN = NaN, inf = inf
     theirs = nn.InstanceNorm(2, affine=True)
     theirs.weight, theirs.bias = weight, bias
-    np.testing.assert_array_equal(np.isnan(np.asarray(ours)), np.isnan(np.asarray(theirs(x))))
-    np.testing.assert_array_equal(np.isinf(np.asarray(ours)), np.isinf(np.asarray(theirs(x))))
+    np.testing.assert_array_equal(np.isfinite(ours), np.isfinite(np.asarray(theirs(x))))
 
 
 # -- errors ----------------------------------------------------------------------------------
