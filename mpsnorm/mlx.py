@@ -47,6 +47,7 @@ import mpsnorm
 from mpsnorm._adapters import (InstanceNormKernels, KernelSize, LCNKernels,
                                instance_norm_kernels, kernel_sizes, lcn_kernels, load_affine,
                                load_channels)
+from mpsnorm._output_cache import new_output
 
 __all__ = [
     "InstanceNormalization",
@@ -60,7 +61,7 @@ if TYPE_CHECKING:  # mypy does not see through mlx.nn's star imports
 else:
     Module = nn.Module
 
-_DTYPES = {mx.float32: "float32", mx.float16: "float16", mx.float64: "float64"}
+_DTYPES = {mx.float32: np.float32, mx.float16: np.float16, mx.float64: np.float64}
 _LCN_FUNCTION = "mpsnorm.mlx.local_contrast_normalization"
 _INORM_FUNCTION = "mpsnorm.mlx.instance_normalization"
 
@@ -114,6 +115,12 @@ def _evaluated(where: str, *arrays: mx.array) -> None:
                          f"or mx.vmap") from error
 
 
+def _output_for(x: mx.array) -> npt.NDArray[Any]:
+    """A NumPy array the kernels write x's result into (mpsnorm._output_cache: large ones
+    reuse the memory of released ones; the result is copied out of it at once)."""
+    return new_output(x.shape, _DTYPES[x.dtype])
+
+
 def _to_mlx(array: npt.NDArray[Any], dtype: mx.Dtype) -> mx.array:
     """A kernel's NumPy output as an MLX array of `dtype` (a copy)."""
     return mx.array(array, dtype=dtype)
@@ -165,7 +172,7 @@ def _cotangent(cotangent: mx.array, x: mx.array) -> mx.array:
 def _normalized(x: mx.array, call: _Call) -> mx.array:
     """LCN, or instance normalization without weight and bias."""
     _evaluated(call.where, x)
-    return _to_mlx(call.kernels[0](x), x.dtype)
+    return _to_mlx(call.kernels[0](x, out=_output_for(x)), x.dtype)
 
 
 @_normalized.vjp
@@ -173,7 +180,7 @@ def _normalized_vjp(primals: Any, cotangent: mx.array, output: mx.array) -> Any:
     x, call = primals
     dy = _cotangent(cotangent, x)
     _evaluated(call.where, dy)
-    dx = call.kernels[1](dy, x)
+    dx = call.kernels[1](dy, x, out=_output_for(x))
     if isinstance(dx, tuple):  # instance normalization's (dx, dgamma, dbeta)
         dx = dx[0]
     return _differentiable_once(_to_mlx(dx, x.dtype), (x, dy), call.where), None
@@ -197,7 +204,7 @@ def _inorm_affine(x: mx.array, weight: mx.array, bias: mx.array, call: _Call) ->
     _evaluated(call.where, x, weight, bias)
     forward_kernel = call.kernels[0]
     call.fused = _load_affine(forward_kernel, x, weight, bias)
-    y = forward_kernel(x)
+    y = forward_kernel(x, out=_output_for(x))
     if not call.fused:  # in the parameters' dtype, over the kernel's output
         shape = _channel_shape(forward_kernel.layout)
         y *= np.asarray(weight).reshape(shape)
@@ -212,7 +219,7 @@ def _inorm_affine_vjp(primals: Any, cotangent: mx.array, output: mx.array) -> An
     _evaluated(call.where, dy)
     gradient_kernel = call.kernels[1]
     load_channels(gradient_kernel, "gamma", _float32_values(weight) if call.fused else None)
-    dx, dgamma, dbeta = gradient_kernel(dy, x)
+    dx, dgamma, dbeta = gradient_kernel(dy, x, out=_output_for(x))
     if not call.fused:  # dx is linear in gamma: the kernel's dx for gamma = 1, scaled
         dx *= np.asarray(weight).reshape(_channel_shape(gradient_kernel.layout))
     gradients = (_to_mlx(dx, x.dtype), _to_mlx(dgamma, weight.dtype),

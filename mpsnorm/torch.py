@@ -37,6 +37,7 @@ import mpsnorm
 from mpsnorm._adapters import (InstanceNormKernels, KernelSize, LCNKernels,
                                instance_norm_kernels, kernel_sizes, lcn_kernels, load_affine,
                                load_channels)
+from mpsnorm._output_cache import new_output
 
 __all__ = [
     "InstanceNormalization",
@@ -74,19 +75,19 @@ def _memory(tensor: torch.Tensor, name: str, where: str) -> Any:
 def _new_like(x: torch.Tensor) -> Tuple[Any, torch.Tensor]:
     """An uninitialized tensor of x's shape and dtype, in x's memory format where x is
     contiguous or channels-last (else contiguous), and the NumPy array on its memory.
-    NumPy allocates it: NumPy asks Linux for transparent huge pages on large arrays
-    (madvise), so a fresh 64 MiB output takes about 550 page faults where torch.empty's
-    takes 16385, which cost more than the kernel that fills it on a virtual machine."""
+    NumPy allocates it (mpsnorm._output_cache: large outputs reuse the memory of released
+    ones), not torch.empty: fresh memory costs page faults that cost more than the kernel
+    filling it (a 64 MiB torch.empty takes 16385 4 KiB pages; NumPy asks for huge pages)."""
     dtype = _NUMPY_DTYPES.get(x.dtype)
     if dtype is None:
         tensor = torch.empty_like(x)
         return tensor, tensor  # the kernel refuses x's dtype
     if x.is_contiguous():
-        array = np.empty(x.shape, dtype)
+        array = new_output(x.shape, dtype)
         return array, torch.from_numpy(array)
     if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
         n, c, h, w = x.shape
-        array = np.empty((n, h, w, c), dtype).transpose(0, 3, 1, 2)
+        array = new_output((n, h, w, c), dtype, (0, 3, 1, 2))
         return array, torch.from_numpy(array)
     tensor = torch.empty_like(x, memory_format=torch.preserve_format)
     return tensor.numpy(), tensor
