@@ -26,7 +26,7 @@ one more pass each way.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 import numpy.typing as npt
@@ -56,7 +56,7 @@ def _checked(tensor: torch.Tensor, name: str, where: str) -> torch.Tensor:
     """tensor, detached, after checking that it is a CPU tensor."""
     if not isinstance(tensor, torch.Tensor):
         raise TypeError(f"{where}: {name} must be a torch.Tensor, got {type(tensor).__name__}")
-    if tensor.device.type != "cpu":
+    if not tensor.is_cpu:
         raise ValueError(f"{where}: {name} is on device {tensor.device}; mpsnorm's kernels take "
                          f"CPU tensors: pass {name}.cpu()")
     return tensor.detach()
