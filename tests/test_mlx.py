@@ -284,6 +284,19 @@ def test_inputs_are_read_in_place_and_never_written(layer):
     np.testing.assert_allclose(np.asarray(dx), np.asarray(expected), rtol=1e-6, atol=1e-6)
 
 
+def test_results_survive_later_calls_that_reuse_output_memory():
+    """Large outputs are written into reused NumPy memory and copied into MLX at once."""
+    layer = mm.LocalContrastNormalization(3, alpha=1.0)
+    first_values, first = random((2, 256, 512, 4), seed=18)  # 4 MiB: cached memory
+    y1 = layer(first)
+    snapshot = np.array(y1)
+    for seed in (19, 20):
+        mx.eval(layer(random((2, 256, 512, 4), seed=seed)[1]))
+    np.testing.assert_array_equal(np.asarray(y1), snapshot)
+    ref.assert_close(snapshot, ref.lcn_forward(first_values, 3, layout="NHWC", alpha=1.0),
+                     np.float32, scale_from=(first_values,))
+
+
 def test_lazily_built_inputs_are_evaluated_first():
     x64, x = random((2, 6, 5, 3), seed=15)
     lazy = (x * 2.0 + 1.0) - 1.0  # not evaluated yet
