@@ -442,9 +442,8 @@ def mlx_modules():
 
 
 def warm_up(fn, seconds=0.3, calls=3):
-    """Calls fn for at least `calls` calls and `seconds`: a framework's first steps can be
-    far slower than the steady ones (PyTorch's first few dozen small steps took 30 ms
-    each here, then 0.1 ms)."""
+    """Calls fn for at least `calls` calls and `seconds`: a framework's first calls set
+    things up (PyTorch's first instance-norm step took 0.3 s here, the next ones 0.1 ms)."""
     start = time.perf_counter()
     done = 0
     while done < calls or time.perf_counter() - start < seconds:
@@ -628,10 +627,12 @@ def mlx_output_copy(shape=(8, 64, 64, 64)):
     return time_pair(lambda: mx.eval(mx.array(out)), lambda: forward(x, out=out), repeat=7)
 
 
-def _paired(fn_a, fn_b, rep, small):
+def _paired(fn_a, fn_b, rep):
+    """Best times of two steps, warmed up, then timed alternately in samples of at least
+    0.1 s (a step of a few milliseconds is looped: single calls scatter more)."""
     warm_up(fn_a)
     warm_up(fn_b)
-    return time_pair(fn_a, fn_b, repeat=rep, min_time=0.05 if small else 0.0)
+    return time_pair(fn_a, fn_b, repeat=max(rep, 7), min_time=0.1)
 
 
 def adapter_rows(rep, log):
@@ -656,12 +657,11 @@ def adapter_rows(rep, log):
             rows.append(Row(f"torch_{name}_over_kernels", f"{what}: / bare kernels", None,
                             "PyTorch not installed"))
             continue
-        small = shape[0] * shape[1] * shape[2] * shape[3] < 2**20
-        ours, theirs = _paired(steps["mpsnorm"], steps["framework"], rep, small)
+        ours, theirs = _paired(steps["mpsnorm"], steps["framework"], rep)
         rows.append(Row(f"torch_{name}_vs_framework", f"{what}: over {framework}",
                         theirs / ours, f"{theirs / ours:.2f}x ({_fmt_ms(ours)} vs "
                                        f"{_fmt_ms(theirs)})"))
-        ours, bare = _paired(steps["mpsnorm"], steps["kernels"], rep, small)
+        ours, bare = _paired(steps["mpsnorm"], steps["kernels"], rep)
         rows.append(Row(f"torch_{name}_over_kernels", f"{what}: / bare kernels",
                         ours / bare, f"{ours / bare:.2f} ({_fmt_ms(ours)} / {_fmt_ms(bare)})"))
     lcn_layer = f"LocalContrastNormalization({ADAPTER_LCN_WINDOW}, alpha=1)"
@@ -680,7 +680,7 @@ def adapter_rows(rep, log):
         if steps is None:
             rows.append(Row(f"mlx_{key}", what, None, "MLX not installed"))
             continue
-        ours, other = _paired(steps["mpsnorm"], steps[against], rep, False)
+        ours, other = _paired(steps["mpsnorm"], steps[against], rep)
         if against == "kernels":
             rows.append(Row(f"mlx_{key}", what, ours / other,
                             f"{ours / other:.2f} ({_fmt_ms(ours)} / {_fmt_ms(other)})"))
@@ -697,10 +697,10 @@ def adapter_rows(rep, log):
             if impls is None:
                 rows.append(Row(key, what, None, "MLX not installed"))
                 continue
-            ours, bare = _paired(impls[call], impls[bare_call], rep, True)
+            ours, bare = _paired(impls[call], impls[bare_call], rep)
             text = f"{(ours - bare) * 1e6:.1f} us ({ours * 1e6:.1f} us vs {bare * 1e6:.1f} us)"
             if label == "value_and_grad":
-                _, alone = _paired(impls[call], impls["value_and_grad_mlx"], rep, True)
+                _, alone = _paired(impls[call], impls["value_and_grad_mlx"], rep)
                 text += f"; MLX's own step with x * 1: {alone * 1e6:.1f} us"
             rows.append(Row(key, what, ours - bare, text))
     copy = mlx_output_copy()
