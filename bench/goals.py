@@ -43,6 +43,14 @@ GOALS = {
     "memory_lcn": ("< 25% of a tensor", lambda v: v < 0.25),
     "memory_lcn_nhwc": ("< 25% of a tensor", lambda v: v < 0.25),
     "memory_inorm": ("< 25% of a tensor", lambda v: v < 0.25),
+    # a training step (forward + backward, float32, 2 threads) through mpsnorm.torch's layers
+    "torch_inorm_32x32x128x128_vs_framework": (">= 2x", lambda v: v >= 2),
+    "torch_inorm_32x32x128x128_over_kernels": ("<= 1.3", lambda v: v <= 1.3),
+    "torch_inorm_8x64x64x64_vs_framework": (">= 2x", lambda v: v >= 2),
+    "torch_inorm_8x64x64x64_over_kernels": ("<= 1.3", lambda v: v <= 1.3),
+    "torch_inorm_1x16x16x16_vs_framework": (">= 1x", lambda v: v >= 1),
+    "torch_lcn_vs_framework": (">= 10x", lambda v: v >= 10),
+    "torch_lcn_over_kernels": ("<= 1.3", lambda v: v <= 1.3),
 }
 
 

@@ -445,6 +445,299 @@ def thread_speedup(fn, repeat):
     return one / two
 
 
+# ---- framework adapters ----------------------------------------------------------------------
+
+# Training steps (forward + backward, float32) through mpsnorm.torch's and mpsnorm.mlx's layers,
+# beside the framework's own layer (or, for LCN, the avg_pool2d composition a user would write)
+# and beside the bare kernels (forward, then gradient, into outputs given once).
+ADAPTER_INORM_SHAPES = ((32, 32, 128, 128), (8, 64, 64, 64), (1, 16, 16, 16))
+ADAPTER_LCN_WINDOW = 9
+ADAPTER_CALL_SHAPE = (1, 8, 16, 16)  # (N, C, H, W): MLX's (1, 16, 16, 8)
+MLX_LCN_COMPOSITION_SHAPE = (1, 16, 64, 64)
+
+
+def mlx_modules():
+    """(mlx.core, mlx.nn), or None when MLX is not installed."""
+    try:
+        import mlx.core
+        import mlx.nn
+    except ImportError:
+        return None
+    return mlx.core, mlx.nn
+
+
+def warm_up(fn, seconds=0.3, calls=3):
+    """Calls fn for at least `calls` calls and `seconds`: a framework's first calls set
+    things up (PyTorch's first instance-norm step took 0.3 s here, the next ones 0.1 ms)."""
+    start = time.perf_counter()
+    done = 0
+    while done < calls or time.perf_counter() - start < seconds:
+        fn()
+        done += 1
+
+
+def shape_text(shape):
+    return "(" + ",".join(str(v) for v in shape) + ")"
+
+
+def _bare_kernel_step(kind, shape, layout, np):
+    """Forward then gradient kernel on NumPy arrays, every output given once: the floor a
+    layer's training step is measured against (instance norm with gamma and beta loaded,
+    as the layers load them)."""
+    x, dy, out = make_inputs(shape, layout=layout)
+    dx = np.empty_like(out)
+    if kind == "lcn":
+        params = dict(DEFAULT_LCN, layout=layout)
+        forward = mpsnorm.LocalContrastNormalization(ADAPTER_LCN_WINDOW, **params)
+        gradient = mpsnorm.LocalContrastNormalizationGradient(ADAPTER_LCN_WINDOW, **params)
+
+        def step():
+            forward(x, out=out)
+            gradient(dy, x, out=dx)
+        return step
+    channels = shape[1]
+    ones, zeros = np.ones(channels, np.float32), np.zeros(channels, np.float32)
+    forward = mpsnorm.InstanceNormalization(channels, gamma=ones, beta=zeros, layout=layout)
+    gradient = mpsnorm.InstanceNormalizationGradient(channels, gamma=ones, layout=layout)
+    dgamma, dbeta = np.empty(channels, np.float32), np.empty(channels, np.float32)
+
+    def step():
+        forward(x, out=out)
+        gradient(dy, x, out=dx, out_gamma=dgamma, out_beta=dbeta)
+    return step
+
+
+def torch_adapter_steps(kind, shape):
+    """{"mpsnorm": mpsnorm.torch's layer, "framework": nn.InstanceNorm2d(affine=True) or the
+    avg_pool2d composition (_torch_lcn), "kernels": the bare kernels}: each a training step
+    y = layer(x); y.backward(g) on float32 (N, C, H, W), gradients reset to None between
+    steps. None when PyTorch is not installed."""
+    torch = torch_module()
+    if torch is None:
+        return None
+    np = _numpy()
+    import mpsnorm.torch as adapter
+    x_values, g_values, _ = make_inputs(shape)
+    x = torch.from_numpy(x_values).requires_grad_(True)
+    g = torch.from_numpy(g_values)
+    if kind == "lcn":
+        ours = adapter.LocalContrastNormalization(ADAPTER_LCN_WINDOW, **DEFAULT_LCN)
+
+        def theirs(t):
+            return _torch_lcn(torch, t, ADAPTER_LCN_WINDOW, **DEFAULT_LCN)
+        parameters = []
+    else:
+        ours = adapter.InstanceNormalization(shape[1])
+        theirs = torch.nn.InstanceNorm2d(shape[1], affine=True)
+        parameters = list(ours.parameters()) + list(theirs.parameters())
+
+    def step(layer):
+        def run():
+            x.grad = None
+            for parameter in parameters:
+                parameter.grad = None
+            layer(x).backward(g)
+        return run
+    return {"mpsnorm": step(ours), "framework": step(theirs),
+            "kernels": _bare_kernel_step(kind, shape, "NCHW", np)}
+
+
+def _mlx_lcn(mx, nn, x, k, alpha, beta, delta, p0, pm, ps):
+    """LCN of an (N, H, W, C) array composed of mlx.nn.AvgPool2d, as a user would write it."""
+    pad = [(0, 0), (k // 2, (k - 1) // 2), (k // 2, (k - 1) // 2), (0, 0)]
+    pool = nn.AvgPool2d(k, stride=1)
+
+    def box(a):
+        return pool(mx.pad(a, pad))
+
+    m = box(x)
+    var = mx.maximum(box(x * x) - m * m, 0)
+    return pm + ps * (x - p0 * m) * (delta + alpha * var) ** -beta
+
+
+def mlx_adapter_steps(kind, shape):
+    """As torch_adapter_steps, for mpsnorm.mlx's layers beside mlx.nn.InstanceNorm(affine=True)
+    or an mlx.nn.AvgPool2d composition: a step is mx.vjp of the layer in x (and weight, bias)
+    with cotangent g, evaluated; arrays are (N, H, W, C) for the logical (N, C, H, W) shape.
+    None when MLX is not installed."""
+    prepared = _mlx_arrays(shape)
+    if prepared is None:
+        return None
+    mx, nn, adapter, (x, g), _ = prepared
+    if kind == "lcn":
+        ours = adapter.LocalContrastNormalization(ADAPTER_LCN_WINDOW, **DEFAULT_LCN)
+
+        def theirs(t):
+            return _mlx_lcn(mx, nn, t, ADAPTER_LCN_WINDOW, **DEFAULT_LCN)
+        primals = [x]
+
+        def layer_of(layer):
+            return layer
+    else:
+        channels = shape[1]
+        ours = adapter.InstanceNormalization(channels)
+        theirs = nn.InstanceNorm(channels, affine=True)
+        primals = [x, mx.ones((channels,)), mx.zeros((channels,))]
+
+        def layer_of(layer):
+            def apply(t, weight, bias):
+                layer.weight, layer.bias = weight, bias
+                return layer(t)
+            return apply
+    mx.eval(primals)
+
+    def step(layer):
+        fn = layer_of(layer)
+
+        def run():
+            mx.eval(mx.vjp(fn, primals, [g]))
+        return run
+    return {"mpsnorm": step(ours), "framework": step(theirs),
+            "kernels": _bare_kernel_step(kind, shape, "NHWC", _numpy())}
+
+
+def _mlx_arrays(shape):
+    """(mlx.core, mlx.nn, mpsnorm.mlx, (x, g) as evaluated MLX arrays, (x, g, out) as NumPy
+    arrays) for the logical (N, C, H, W) `shape` stored NHWC, or None without MLX."""
+    modules = mlx_modules()
+    if modules is None:
+        return None
+    mx, nn = modules
+    import mpsnorm.mlx as adapter
+    arrays = make_inputs(shape, layout="NHWC")
+    x, g = mx.array(arrays[0]), mx.array(arrays[1])
+    mx.eval(x, g)
+    return mx, nn, adapter, (x, g), arrays
+
+
+def mlx_call_impls(kind):
+    """The cost of mpsnorm.mlx on an (1, 16, 16, 8) float32 array: {"forward": the layer,
+    evaluated; "forward_kernel": the bare forward kernel on NumPy arrays, output given;
+    "value_and_grad": mx.value_and_grad of sum(layer(x) * g), evaluated;
+    "value_and_grad_kernels": the bare forward and gradient kernels; "value_and_grad_mlx":
+    the same MLX step with x * 1 for the layer (what MLX's own part costs)}, or None."""
+    prepared = _mlx_arrays(ADAPTER_CALL_SHAPE)
+    if prepared is None:
+        return None
+    mx, _, adapter, (x, g), (x_values, _, out) = prepared
+    np = _numpy()
+    channels = ADAPTER_CALL_SHAPE[1]
+    if kind == "lcn":
+        layer = adapter.LocalContrastNormalization(3, alpha=1.0)
+        forward = mpsnorm.LocalContrastNormalization(3, alpha=1.0, layout="NHWC")
+    else:
+        layer = adapter.InstanceNormalization(channels)
+        forward = mpsnorm.InstanceNormalization(channels, gamma=np.ones(channels),
+                                                beta=np.zeros(channels), layout="NHWC")
+    through_layer = mx.value_and_grad(lambda t: (layer(t) * g).sum())
+    through_mlx = mx.value_and_grad(lambda t: (t * 1.0 * g).sum())
+    bare = _bare_kernel_step(kind, ADAPTER_CALL_SHAPE, "NHWC", np)
+    return {"forward": lambda: mx.eval(layer(x)),
+            "forward_kernel": lambda: forward(x_values, out=out),
+            "value_and_grad": lambda: mx.eval(through_layer(x)),
+            "value_and_grad_kernels": bare,
+            "value_and_grad_mlx": lambda: mx.eval(through_mlx(x))}
+
+
+def mlx_output_copy(shape=(8, 64, 64, 64)):
+    """(seconds of mx.array(a) for a float32 NumPy array of `shape` (N, C, H, W), stored
+    NHWC, evaluated: the copy each output of mpsnorm.mlx makes; seconds of the bare
+    instance-norm forward kernel on it), or None without MLX."""
+    modules = mlx_modules()
+    if modules is None:
+        return None
+    mx, _ = modules
+    x, _, out = make_inputs(shape, layout="NHWC")
+    forward = mpsnorm.InstanceNormalization(shape[1], layout="NHWC")
+    return time_pair(lambda: mx.eval(mx.array(out)), lambda: forward(x, out=out), repeat=7)
+
+
+def _paired(fn_a, fn_b, rep):
+    """Best times of two steps, warmed up, then timed alternately in samples of at least
+    0.1 s (a step of a few milliseconds is looped: single calls scatter more)."""
+    warm_up(fn_a)
+    warm_up(fn_b)
+    return time_pair(fn_a, fn_b, repeat=max(rep, 7), min_time=0.1)
+
+
+def adapter_rows(rep, log):
+    """The adapters' rows of measure(): training steps against the framework's layer and the
+    bare kernels (PyTorch, 2 threads, and MLX), the MLX per-call overhead and output copy."""
+    rows = []
+    torch = torch_module()
+    modules = mlx_modules()
+    log(f"adapters: PyTorch {'not installed' if torch is None else _version('torch')}, "
+        f"MLX {'not installed' if modules is None else _version('mlx')}")
+    cases = [("inorm", shape, "InstanceNormalization", "nn.InstanceNorm2d(affine=True)")
+             for shape in ADAPTER_INORM_SHAPES]
+    cases.append(("lcn", LCN_SHAPE, f"LocalContrastNormalization({ADAPTER_LCN_WINDOW}, alpha=1)",
+                  "the avg_pool2d composition"))
+    for kind, shape, layer, framework in cases:
+        name = f"{kind}_{'x'.join(str(v) for v in shape)}" if kind == "inorm" else kind
+        what = f"torch step {layer} {shape_text(shape)}"
+        steps = torch_adapter_steps(kind, shape)
+        if steps is None:
+            rows.append(Row(f"torch_{name}_vs_framework", f"{what}: over {framework}", None,
+                            "PyTorch not installed"))
+            rows.append(Row(f"torch_{name}_over_kernels", f"{what}: / bare kernels", None,
+                            "PyTorch not installed"))
+            continue
+        ours, theirs = _paired(steps["mpsnorm"], steps["framework"], rep)
+        rows.append(Row(f"torch_{name}_vs_framework", f"{what}: over {framework}",
+                        theirs / ours, f"{theirs / ours:.2f}x ({_fmt_ms(ours)} vs "
+                                       f"{_fmt_ms(theirs)})"))
+        ours, bare = _paired(steps["mpsnorm"], steps["kernels"], rep)
+        rows.append(Row(f"torch_{name}_over_kernels", f"{what}: / bare kernels",
+                        ours / bare, f"{ours / bare:.2f} ({_fmt_ms(ours)} / {_fmt_ms(bare)})"))
+    lcn_layer = f"LocalContrastNormalization({ADAPTER_LCN_WINDOW}, alpha=1)"
+    for key, kind, shape, layer, against in (
+            ("inorm_vs_framework", "inorm", (8, 64, 64, 64), "InstanceNormalization",
+             "framework"),
+            ("inorm_over_kernels", "inorm", (8, 64, 64, 64), "InstanceNormalization",
+             "kernels"),
+            # MLX's AvgPool2d composition takes seconds a step at the larger shape
+            ("lcn_vs_framework", "lcn", MLX_LCN_COMPOSITION_SHAPE, lcn_layer, "framework"),
+            ("lcn_over_kernels", "lcn", LCN_SHAPE, lcn_layer, "kernels")):
+        what = f"mlx step {layer} {shape_text(shape)} NHWC: " + (
+            "/ bare kernels" if against == "kernels" else
+            f"over {'nn.InstanceNorm(affine=True)' if kind == 'inorm' else 'AvgPool2d composed'}")
+        steps = mlx_adapter_steps(kind, shape)
+        if steps is None:
+            rows.append(Row(f"mlx_{key}", what, None, "MLX not installed"))
+            continue
+        ours, other = _paired(steps["mpsnorm"], steps[against], rep)
+        if against == "kernels":
+            rows.append(Row(f"mlx_{key}", what, ours / other,
+                            f"{ours / other:.2f} ({_fmt_ms(ours)} / {_fmt_ms(other)})"))
+        else:
+            rows.append(Row(f"mlx_{key}", what, other / ours,
+                            f"{other / ours:.2f}x ({_fmt_ms(ours)} vs {_fmt_ms(other)})"))
+    for kind in ("lcn", "inorm"):
+        impls = mlx_call_impls(kind)
+        for call, bare_call, label in (("forward", "forward_kernel", "forward"),
+                                       ("value_and_grad", "value_and_grad_kernels",
+                                        "value_and_grad")):
+            key = f"mlx_overhead_{kind}_{label}"
+            what = f"mlx {kind} {label} (1,16,16,8): adapter - bare kernels"
+            if impls is None:
+                rows.append(Row(key, what, None, "MLX not installed"))
+                continue
+            ours, bare = _paired(impls[call], impls[bare_call], rep)
+            text = f"{(ours - bare) * 1e6:.1f} us ({ours * 1e6:.1f} us vs {bare * 1e6:.1f} us)"
+            if label == "value_and_grad":
+                _, alone = _paired(impls[call], impls["value_and_grad_mlx"], rep)
+                text += f"; MLX's own step with x * 1: {alone * 1e6:.1f} us"
+            rows.append(Row(key, what, ours - bare, text))
+    copy = mlx_output_copy()
+    what = "mlx output copy mx.array(a), (8,64,64,64) f32 / bare inorm forward"
+    if copy is None:
+        rows.append(Row("mlx_output_copy", what, None, "MLX not installed"))
+    else:
+        rows.append(Row("mlx_output_copy", what, copy[0] / copy[1],
+                        f"{copy[0] / copy[1]:.2f} ({_fmt_ms(copy[0])} / {_fmt_ms(copy[1])})"))
+    return rows
+
+
 # ---- the measurements ------------------------------------------------------------------------
 
 class Row:
@@ -597,6 +890,8 @@ def measure(full=False, log=None):
             extra, tensor = m
             rows.append(Row(f"memory_{key}", what, extra / tensor,
                             f"{extra / 2**20:.1f} MiB = {extra / tensor:.1%} of one tensor"))
+
+    rows += adapter_rows(rep, log)
     return rows
 
 

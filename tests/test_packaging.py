@@ -81,10 +81,11 @@ def test_pyproject_build_system_metadata_and_extras():
     meta = project["project"]
     assert meta["name"] == "mpsnorm" and meta["requires-python"] == ">=3.9"
     assert meta["license"] == "MIT" and meta["readme"] == "README.md"
-    assert meta["dependencies"] == ["numpy"]  # torch stays optional
+    assert meta["dependencies"] == ["numpy"]  # torch and MLX stay optional
     extras = meta["optional-dependencies"]
-    assert {"test", "bench", "torch"} <= set(extras)
+    assert {"test", "bench", "torch", "mlx"} <= set(extras)
     assert any(r.startswith("torch") for r in extras["torch"])
+    assert any(r.startswith("mlx") for r in extras["mlx"])
     assert "pytest" in extras["test"] and "pytest-benchmark" in extras["bench"]
     data = project["tool"]["setuptools"]["package-data"]["mpsnorm"]
     for pattern in ("include/*.h", "*.pxd", "*.pyi", "py.typed", "mpsnorm.pc"):
@@ -126,10 +127,12 @@ SDIST_MUST_HAVE = [
     "mpsnorm/include/mpsnorm.h", "mpsnorm/mpsnorm.pc", "mpsnorm/py.typed",
     "mpsnorm/__init__.pxd", "mpsnorm/libmpsnorm.pxd", "mpsnorm/_mpsnorm.pxd", "mpsnorm/_dlpack.pxd",
     "mpsnorm/_mpsnorm.pyx", "mpsnorm/_tensor.pxi", "mpsnorm/_kernel.pxi", "mpsnorm/_lcn.pxi",
-    "mpsnorm/_mpsnorm.pyi", "mpsnorm/torch.py", "mpsnorm/demo.py",
+    "mpsnorm/_mpsnorm.pyi", "mpsnorm/torch.py", "mpsnorm/mlx.py", "mpsnorm/_adapters.py",
+    "mpsnorm/demo.py",
     "tests/conftest.py", "tests/reference.py", "tests/c/Makefile", "tests/c/test_c_api.c",
     "tests/objc/mps_declarations.h", "tests/stubtest_allowlist.txt", "tests/typing_sample.py",
-    "examples/gradients.c", "examples/train_tiny.py", "docs/lcn.png",
+    "examples/gradients.c", "examples/train_tiny.py", "examples/train_tiny_mlx.py",
+    "docs/lcn.png",
 ]
 
 
@@ -183,7 +186,8 @@ def test_wheel_installs_and_passes_the_tests_outside_the_source_tree(tmp_path):
         names = set(archive.namelist())
     for name in ("mpsnorm/py.typed", "mpsnorm/_mpsnorm.pyi", "mpsnorm/_mpsnorm.pxd",
                  "mpsnorm/include/mpsnorm.h", "mpsnorm/mpsnorm.pc", "mpsnorm/torch.py",
-                 "mpsnorm/demo.py", "mpsnorm/libmpsnorm.so"):
+                 "mpsnorm/mlx.py", "mpsnorm/_adapters.py", "mpsnorm/demo.py",
+                 "mpsnorm/libmpsnorm.so"):
         assert name in names, name
     assert not [n for n in names if n.startswith("tests/") or n.endswith((".pyx", ".c"))]
     # A fresh environment that holds its own mpsnorm, the wheel, and sees the packages this

@@ -138,6 +138,106 @@ def test_instance_norm_gradients_come_from_the_kernel():
     np.testing.assert_allclose(bias.grad.numpy(), dbeta, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("memory", ["contiguous", "channels_last", "NHWC"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_instance_norm_parameters_applied_by_the_kernels_match_the_reference(dtype, memory):
+    """float32/float16 data: the kernels apply weight and bias (as gamma and beta) in the
+    forward and gradient passes; results within the dtype's tolerance of the float64
+    reference, outputs and x.grad in x's memory format."""
+    layout = "NHWC" if memory == "NHWC" else "NCHW"
+    x = randn(2, 3, 5, 4, dtype=dtype)
+    if memory == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    elif memory == "NHWC":
+        x = x.permute(0, 2, 3, 1).contiguous()
+    x.requires_grad_(True)
+    dy = randn(*x.shape, dtype=dtype, seed=1)
+    layer = mt.InstanceNormalization(3, layout=layout)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([0.5, -1.25, 2.0]))
+        layer.bias.copy_(torch.tensor([0.25, 0.0, -3.0]))
+    y = layer(x)
+    y.backward(dy)
+    xn, dyn = x.detach().double().numpy(), dy.double().numpy()
+    gamma, beta = layer.weight.detach().numpy(), layer.bias.detach().numpy()
+    ref.assert_close(y.detach().numpy(), ref.inorm_forward(xn, gamma, beta, layout=layout),
+                     dtype_name(dtype), scale_from=(xn,), what="y")
+    dx, dgamma, dbeta = ref.inorm_gradient(dyn, xn, gamma, layout=layout)
+    ref.assert_close(x.grad.numpy(), dx, dtype_name(dtype), scale_from=(dyn,), what="dx")
+    ref.assert_close(layer.weight.grad.numpy(), dgamma, dtype_name(dtype), scale_from=(dyn,))
+    ref.assert_close(layer.bias.grad.numpy(), dbeta, dtype_name(dtype), scale_from=(dyn,))
+    assert y.dtype == x.grad.dtype == dtype and layer.weight.grad.dtype == torch.float32
+    if memory == "channels_last":
+        assert y.is_contiguous(memory_format=torch.channels_last)
+        assert x.grad.is_contiguous(memory_format=torch.channels_last)
+
+
+def dtype_name(dtype):
+    return str(dtype).rpartition(".")[2]
+
+
+def test_float64_data_stays_exact_with_float32_or_float64_parameters():
+    x = randn(2, 3, 4, 5, requires_grad=True)
+    dy = randn(2, 3, 4, 5, seed=1)
+    xn, dyn = x.detach().numpy(), dy.numpy()
+    xhat = ref.inorm_forward(xn)
+    dxhat, dgamma, dbeta = ref.inorm_gradient(dyn, xn)
+    values = torch.tensor([0.1, 1.0 + 1e-12, -2.5], dtype=torch.float64)  # not float32 values
+    for dtype in (torch.float64, torch.float32):
+        weight = values.to(dtype).clone().requires_grad_(True)
+        bias = (-values).to(dtype).requires_grad_(True)
+        x.grad = None
+        y = mt.instance_normalization(x, weight, bias)
+        y.backward(dy)
+        w = weight.detach().double().numpy()[:, None, None]
+        b = bias.detach().double().numpy()[:, None, None]
+        ref.assert_close(y.detach().numpy(), w * xhat + b, np.float64, scale_from=(xn,))
+        ref.assert_close(x.grad.numpy(), w * dxhat, np.float64, scale_from=(dyn,))
+        tolerance = np.float64 if dtype == torch.float64 else np.float32
+        assert weight.grad.dtype == bias.grad.dtype == dtype
+        ref.assert_close(weight.grad.numpy(), dgamma, tolerance, scale_from=(dyn,))
+        ref.assert_close(bias.grad.numpy(), dbeta, tolerance, scale_from=(dyn,))
+
+
+def test_changed_parameters_reach_the_kernels():
+    """The kernels' gamma and beta follow the layer's parameters however they change: an
+    optimizer step, or a write through .data (which PyTorch's version counter misses)."""
+    x = randn(2, 3, 4, 4, dtype=torch.float32)
+    layer = mt.InstanceNormalization(3)
+    optimizer = torch.optim.SGD(layer.parameters(), lr=0.5)
+
+    def check():
+        gamma, beta = layer.weight.detach().numpy(), layer.bias.detach().numpy()
+        ref.assert_close(layer(x).detach().numpy(), ref.inorm_forward(x.numpy(), gamma, beta),
+                         np.float32, scale_from=(x.numpy(),))
+
+    check()
+    layer(x).square().sum().backward()
+    optimizer.step()
+    check()
+    layer.weight.data.mul_(-2.0)
+    layer.bias.data.add_(1.0)
+    check()
+    plain = mt.InstanceNormalizationFunction.apply(x, None, None, layer.kernels)
+    ref.assert_close(plain.numpy(), ref.inorm_forward(x.numpy()), np.float32,
+                     scale_from=(x.numpy(),))
+
+
+def test_non_finite_parameters_propagate():
+    """float32 gamma/beta refuse inf and nan: such parameters are applied by PyTorch, so the
+    result is weight * xhat + bias with its infinities and NaNs (as PyTorch's own layer
+    gives non-finite values there), not an error."""
+    x = randn(1, 2, 4, 4, dtype=torch.float32)
+    weight = torch.tensor([float("inf"), 1.0])
+    bias = torch.tensor([0.0, float("nan")])
+    ours = mt.instance_normalization(x, weight, bias).numpy()
+    expected = (weight.double().numpy()[:, None, None] * ref.inorm_forward(x.numpy())
+                + bias.double().numpy()[:, None, None])
+    np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-5)  # NaN = NaN, inf = inf
+    theirs = torch.nn.functional.instance_norm(x, weight=weight, bias=bias)
+    assert not torch.isfinite(theirs[0, :]).any()
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 def test_lower_precisions_match_the_numpy_kernels(dtype):
     x = randn(2, 3, 8, 8, dtype=dtype, requires_grad=True)
@@ -221,6 +321,15 @@ def test_unsupported_dtype_and_channel_count_name_the_kernel():
         mt.InstanceNormalization(3)(torch.zeros(1, 4, 4, 4))
     with pytest.raises(ValueError, match="weight and bias must both be tensors or both be None"):
         mt.instance_normalization(torch.zeros(1, 3, 4, 4), torch.ones(3), None)
+    with pytest.raises(ValueError, match=r"InstanceNormalization: bias must have shape \(3,\), "
+                                         r"one value per channel, got \(1, 3\)"):
+        mt.instance_normalization(torch.zeros(1, 3, 4, 4), torch.ones(3), torch.zeros(1, 3))
+    with pytest.raises(TypeError, match="mpsnorm.torch.local_contrast_normalization: kernel_size "
+                                        "must be a positive int or a"):
+        mt.local_contrast_normalization(torch.zeros(1, 1, 4, 4), "33")
+    with pytest.raises(ValueError, match=r"LocalContrastNormalization: kernel_size must be a "
+                                         r"positive int .*, got \(3, 0\)"):
+        mt.LocalContrastNormalization((3, 0))
 
 
 # -- modules -----------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Typed API: the .pyi stubs of the extension modules and py.typed ship with the
 package; `mypy --strict` accepts a sample that uses the whole public API
-(tests/typing_sample.py, and tests/typing_sample_torch.py where PyTorch is
-installed); mypy's stubtest finds the stubs faithful to the compiled modules;
+(tests/typing_sample.py, and tests/typing_sample_torch.py / typing_sample_mlx.py
+where PyTorch / MLX are installed); mypy's stubtest finds the stubs faithful to the compiled modules;
 the samples also run.
 
 The mypy tests skip when mypy is not installed, except under CI=true, where
@@ -21,6 +21,8 @@ TESTS = os.path.dirname(os.path.abspath(__file__))
 PACKAGE = os.path.dirname(os.path.abspath(mpsnorm.__file__))
 STUBBED = ("_mpsnorm",)
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
+HAVE_MLX = importlib.util.find_spec("mlx") is not None and importlib.util.find_spec(
+    "mlx.core") is not None
 
 
 def require_mypy():
@@ -63,6 +65,8 @@ def test_mypy_strict_accepts_the_typing_sample(tmp_path):
     samples = [os.path.join(TESTS, "typing_sample.py")]
     if HAVE_TORCH:
         samples.append(os.path.join(TESTS, "typing_sample_torch.py"))
+    if HAVE_MLX:
+        samples.append(os.path.join(TESTS, "typing_sample_mlx.py"))
     result = run_mypy(tmp_path, "--strict", "--cache-dir", str(tmp_path / "cache"), *samples)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.startswith("Success: no issues found"), result.stdout
@@ -106,3 +110,11 @@ def test_torch_typing_sample_runs():
     import typing_sample_torch
 
     typing_sample_torch.main()
+
+
+@pytest.mark.skipif(not HAVE_MLX, reason="MLX is not installed")
+def test_mlx_typing_sample_runs():
+    pytest.importorskip("typing_extensions", reason="typing_extensions is not installed")
+    import typing_sample_mlx
+
+    typing_sample_mlx.main()
