@@ -1,7 +1,8 @@
 """The Metal rows of ``python -m mpsnorm bench``: the whole-call time of the two gradients on
 the Metal backend beside the CPU backend and PyTorch's ``mps`` device (when installed), at
 (8, 16, 64, 64) and (32, 32, 128, 128), float32 and float16, each Metal figure split into the
-CPU's staging, the GPU's time and the rest (``last_metal_seconds``). Where there is no Metal
+CPU's staging and the GPU's time (medians of ``last_metal_seconds``; the whole is the best
+call). Where there is no Metal
 backend the rows are skipped, with the reason, in one row.
 
 Metal and the CPU backend are timed alternately in one run (``time_pair``); PyTorch's time
@@ -79,7 +80,7 @@ def measure(full=False, log=None):
     repeat = 15 if full else 5
     torch = torch_module()
     has_mps = torch is not None and torch.backends.mps.is_available()
-    log("Metal rows: whole calls (staging + GPU + the rest), the CPU backend and "
+    log("Metal rows: whole calls with their staging and GPU time, the CPU backend and "
         + ("PyTorch's mps device" if has_mps else "no PyTorch mps device") + " beside them")
     rows = []
     for name in KERNELS:
@@ -88,8 +89,8 @@ def measure(full=False, log=None):
                 metal, calls = case_calls(name, shape, dtype)
                 t_metal, t_cpu = time_pair(calls["metal"], calls["cpu"], repeat=repeat)
                 staging, gpu = shares(metal, calls["metal"], repeat)
-                text = (f"{_fmt_ms(t_metal)} = staging {_fmt_ms(staging)} + GPU {_fmt_ms(gpu)}"
-                        f" + rest; CPU {_fmt_ms(t_cpu)} ({t_cpu / t_metal:.2f}x Metal)")
+                text = (f"{_fmt_ms(t_metal)} (of a call: staging {_fmt_ms(staging)}, GPU "
+                        f"{_fmt_ms(gpu)}); CPU {_fmt_ms(t_cpu)} ({t_cpu / t_metal:.2f}x Metal)")
                 if calls["torch_mps"] is not None:
                     t_torch = time_call(calls["torch_mps"], repeat=repeat)["best"]
                     text += f"; PyTorch mps {_fmt_ms(t_torch)} ({t_torch / t_metal:.2f}x Metal)"
