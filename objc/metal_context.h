@@ -188,6 +188,24 @@ struct mpsnorm_objc_job {
 int mpsnorm_objc_run(const mpsnorm_objc_job *job, char *_Nullable message, size_t size)
     MPSNORM_OBJC_NEEDS_MACOS_10_13_4;
 
+/* MPSNORM_OK if `forward` can encode a batch that fills gradient states
+ * (MPSCNNKernel.h marks that encode "added in .5 support update"), else
+ * UNSUPPORTED with the reason. */
+int mpsnorm_objc_require_state_encode(const mpsnorm_objc_job *job, MPSCNNKernel *forward,
+                                      char *_Nullable message, size_t size)
+    MPSNORM_OBJC_NEEDS_MACOS_10_13_4;
+
+/* Encodes a gradient: `forward` (when not nil) from `inputs` into `results`,
+ * MPSTemporaryImages nobody reads, filling `states`; then `backward` from
+ * `sources` (dy), `inputs` (x) and the states into `destinations`. */
+void mpsnorm_objc_encode_gradient(id<MTLCommandBuffer> command_buffer,
+                                  MPSCNNKernel *_Nullable forward, MPSCNNGradientKernel *backward,
+                                  NSArray<MPSImage *> *sources, NSArray<MPSImage *> *inputs,
+                                  NSArray<MPSState *> *states,
+                                  NSArray<MPSImage *> *_Nullable results,
+                                  NSArray<MPSImage *> *destinations)
+    MPSNORM_OBJC_NEEDS_MACOS_10_13_4;
+
 /* An MPSImageDescriptor of the batch's channel format and image shape. */
 MPSImageDescriptor *_Nullable mpsnorm_objc_descriptor(const mpsnorm_metal_batch *batch)
     MPSNORM_OBJC_NEEDS_MACOS_10_13_4;

@@ -217,14 +217,9 @@ static int encode(const mpsnorm_objc_job *job, id<MTLDevice> device,
                                         "%s: this system's MPS could not make "
                                         "MPSCNNInstanceNormalizationGradient",
                                         job->name);
-    /* MPSCNNKernel.h marks the state-filling batch encode "added in .5 support update" */
-    SEL encode_with_states =
-        @selector(encodeBatchToCommandBuffer:sourceImages:destinationStates:destinationImages:);
-    if (![forward respondsToSelector:encode_with_states])
-        return mpsnorm_objc_unsupported(message, size,
-                                        "%s: this system's MPS lacks encodeBatchToCommandBuffer:"
-                                        "sourceImages:destinationStates:destinationImages:",
-                                        job->name);
+    int status = mpsnorm_objc_require_state_encode(job, forward, message, size);
+    if (status != MPSNORM_OK)
+        return status;
     MPSImageDescriptor *descriptor = mpsnorm_objc_descriptor(job->batch);
     if (descriptor == nil)
         return mpsnorm_objc_fail(message, size, "%s: could not describe the MPS images",
@@ -257,17 +252,8 @@ static int encode(const mpsnorm_objc_job *job, id<MTLDevice> device,
         [results addObject:result];
         [states addObject:state];
     }
-    [forward encodeBatchToCommandBuffer:command_buffer
-                           sourceImages:inputs
-                      destinationStates:states
-                      destinationImages:results];
-    for (NSUInteger i = 0; i < count; i++) /* written, never read: back to MPS's heap */
-        [(MPSTemporaryImage *)[results objectAtIndex:i] setReadCount:0];
-    [backward encodeBatchToCommandBuffer:command_buffer
-                         sourceGradients:sources
-                            sourceImages:inputs
-                          gradientStates:states
-                    destinationGradients:destinations];
+    mpsnorm_objc_encode_gradient(command_buffer, forward, backward, sources, inputs, states,
+                                 results, destinations);
     call->states = states;
     return MPSNORM_OK;
 }

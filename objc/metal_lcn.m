@@ -121,14 +121,11 @@ static int encode(const mpsnorm_objc_job *job, id<MTLDevice> device,
                                         "%lld kernel",
                                         job->name, (long long)params->kernel_width,
                                         (long long)params->kernel_height);
-    /* MPSCNNKernel.h marks the state-filling batch encode "added in .5 support update" */
-    SEL encode_with_states =
-        @selector(encodeBatchToCommandBuffer:sourceImages:destinationStates:destinationImages:);
-    if (call->with_forward && ![forward respondsToSelector:encode_with_states])
-        return mpsnorm_objc_unsupported(message, size,
-                                        "%s: this system's MPS lacks encodeBatchToCommandBuffer:"
-                                        "sourceImages:destinationStates:destinationImages:",
-                                        job->name);
+    if (call->with_forward) {
+        int status = mpsnorm_objc_require_state_encode(job, forward, message, size);
+        if (status != MPSNORM_OK)
+            return status;
+    }
 
     /* The forward's results: GPU scratch that nothing reads. Without the forward
      * pass a state still needs a destination image to describe. */
@@ -165,19 +162,8 @@ static int encode(const mpsnorm_objc_job *job, id<MTLDevice> device,
                 job->name);
         [states addObject:state];
     }
-    if (call->with_forward) {
-        [forward encodeBatchToCommandBuffer:command_buffer
-                               sourceImages:inputs
-                          destinationStates:states
-                          destinationImages:results];
-        for (NSUInteger i = 0; i < count; i++) /* written, never read: back to MPS's heap */
-            [(MPSTemporaryImage *)[results objectAtIndex:i] setReadCount:0];
-    }
-    [backward encodeBatchToCommandBuffer:command_buffer
-                         sourceGradients:sources
-                            sourceImages:inputs
-                          gradientStates:states
-                    destinationGradients:destinations];
+    mpsnorm_objc_encode_gradient(command_buffer, call->with_forward ? forward : nil, backward,
+                                 sources, inputs, states, results, destinations);
     return MPSNORM_OK;
 }
 

@@ -28,6 +28,40 @@ MPSImageDescriptor *mpsnorm_objc_descriptor(const mpsnorm_metal_batch *batch)
                                                 featureChannels:(NSUInteger)t->shape[1]];
 }
 
+int mpsnorm_objc_require_state_encode(const mpsnorm_objc_job *job, MPSCNNKernel *forward,
+                                      char *message, size_t size)
+{
+    SEL encode_with_states =
+        @selector(encodeBatchToCommandBuffer:sourceImages:destinationStates:destinationImages:);
+    if ([forward respondsToSelector:encode_with_states])
+        return MPSNORM_OK;
+    return mpsnorm_objc_unsupported(message, size,
+                                    "%s: this system's MPS lacks encodeBatchToCommandBuffer:"
+                                    "sourceImages:destinationStates:destinationImages:",
+                                    job->name);
+}
+
+void mpsnorm_objc_encode_gradient(id<MTLCommandBuffer> command_buffer, MPSCNNKernel *forward,
+                                  MPSCNNGradientKernel *backward, NSArray<MPSImage *> *sources,
+                                  NSArray<MPSImage *> *inputs, NSArray<MPSState *> *states,
+                                  NSArray<MPSImage *> *results, NSArray<MPSImage *> *destinations)
+{
+    if (forward != nil && results != nil) {
+        [forward encodeBatchToCommandBuffer:command_buffer
+                               sourceImages:inputs
+                          destinationStates:states
+                          destinationImages:results];
+        NSUInteger count = [results count];
+        for (NSUInteger i = 0; i < count; i++) /* written, never read: back to MPS's heap */
+            [(MPSTemporaryImage *)[results objectAtIndex:i] setReadCount:0];
+    }
+    [backward encodeBatchToCommandBuffer:command_buffer
+                         sourceGradients:sources
+                            sourceImages:inputs
+                          gradientStates:states
+                    destinationGradients:destinations];
+}
+
 /* Seconds on a monotonic clock, for the call's timing. */
 static double seconds_now(void)
 {

@@ -305,7 +305,7 @@ MUTANTS = [
     ("epsilon_not_set", "metal_instance_norm.m",
      ("    [kernel setEpsilon:params->epsilon]; /* MPS documents no default: always set */\n",
       "")),
-    ("forward_encoded_without_states", "metal_lcn.m",
+    ("forward_encoded_without_states", "metal_run.m",
      ("destinationStates:states", "destinationStates:nil")),
     ("gradient_without_its_forward", "metal_lcn.m",
      ("lcn_call call = {params, gradient, with_forward};",
@@ -313,9 +313,8 @@ MUTANTS = [
     ("gradient_properties_not_set", "metal_lcn.m",
      ("    SET_LCN_PROPERTIES(kernel, params);\n    [kernel setPrimaryEdgeMode",
       "    [kernel setPrimaryEdgeMode")),
-    ("temporary_images_never_released", "metal_lcn.m",
-     ("        for (NSUInteger i = 0; i < count; i++) /* written, never read: back to MPS's heap */\n"
-      "            [(MPSTemporaryImage *)[results objectAtIndex:i] setReadCount:0];\n", "")),
+    ("temporary_images_never_released", "metal_run.m",
+     ("[(MPSTemporaryImage *)[results objectAtIndex:i] setReadCount:0];", "(void)i;")),
 ]
 
 
