@@ -337,7 +337,7 @@ def test_broken_objc_fails_the_suites(mutant, tmp_path, runtime_prefix):
     path = build("plain", runtime_prefix, objc_dir=objc_dir,
                  build_base=str(tmp_path / mutant[0] / "build"))
     status, output, summary = run_pytest(["test_metal.py", "objc/fake_suite.py", "-x"],
-                                         suite_env(path), timeout=180)
+                                         suite_env(path), timeout=90)
     print("\n%s: %s" % (mutant[0], summary))
     assert status != 0, "the suites passed with objc/ broken (%s)" % mutant[0]
     # a failed test, a crash (what the broken code does to the process) or a hang
