@@ -28,7 +28,7 @@
 
 SIMD_INLINE void tr_regs_f(vf *r)
 {
-#if MPSNORM_ISA == 3
+#if MPSNORM_SIMD_LEVEL == 3
     __m512 t[16], s[16];
     int k;
     for (k = 0; k < 8; ++k) {
@@ -54,7 +54,7 @@ SIMD_INLINE void tr_regs_f(vf *r)
         r[8 + k] = (vf)_mm512_shuffle_f32x4(u2, u3, 0x88);
         r[12 + k] = (vf)_mm512_shuffle_f32x4(u2, u3, 0xdd);
     }
-#elif MPSNORM_ISA == 2
+#elif MPSNORM_SIMD_LEVEL == 2
     __m256 t[8], s[8];
     int k;
     for (k = 0; k < 4; ++k) {
@@ -86,7 +86,7 @@ SIMD_INLINE void tr_regs_f(vf *r)
 
 SIMD_INLINE void tr_regs_d(vd *r)
 {
-#if MPSNORM_ISA == 3
+#if MPSNORM_SIMD_LEVEL == 3
     __m512d t[8];
     int k;
     for (k = 0; k < 4; ++k) {
@@ -104,7 +104,7 @@ SIMD_INLINE void tr_regs_d(vd *r)
         r[4 + k] = (vd)_mm512_shuffle_f64x2(u2, u3, 0x88);
         r[6 + k] = (vd)_mm512_shuffle_f64x2(u2, u3, 0xdd);
     }
-#elif MPSNORM_ISA == 2
+#elif MPSNORM_SIMD_LEVEL == 2
     __m256d t0 = _mm256_unpacklo_pd((__m256d)r[0], (__m256d)r[1]);
     __m256d t1 = _mm256_unpackhi_pd((__m256d)r[0], (__m256d)r[1]);
     __m256d t2 = _mm256_unpacklo_pd((__m256d)r[2], (__m256d)r[3]);

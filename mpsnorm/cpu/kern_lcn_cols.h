@@ -22,10 +22,10 @@
 /* double vectors of stats -> the compute type */
 SIMD_INLINE LV LCF(from_d)(const vd *d)
 {
-#if LT_IS_FLOAT && MPSNORM_ISA == 3
+#if LT_IS_FLOAT && MPSNORM_SIMD_LEVEL == 3
     __m256 lo = _mm512_cvtpd_ps((__m512d)d[0]), hi = _mm512_cvtpd_ps((__m512d)d[1]);
     return (LV)_mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1);
-#elif LT_IS_FLOAT && MPSNORM_ISA == 2
+#elif LT_IS_FLOAT && MPSNORM_SIMD_LEVEL == 2
     __m128 lo = _mm256_cvtpd_ps((__m256d)d[0]), hi = _mm256_cvtpd_ps((__m256d)d[1]);
     return (LV)_mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1);
 #elif LT_IS_FLOAT && defined(MPSNORM_VECTOR_EXT)

@@ -22,7 +22,7 @@
 /* ---- instance norm -------------------------------------------------------- */
 
 /* Elements of a row handled per kernel step (scratch buffer length). */
-#define MPSNORM_INORM_CHUNK 1024
+#define MPSNORM_INSTANCE_NORM_CHUNK 1024
 
 /*
  * A plane is cut into bands of band_rows rows (the last may be shorter); a
@@ -38,7 +38,7 @@
  *   out = B*(x - M) + C                   (forward)
  * with coef[p*4 + 0..3] = A, B, C, M.
  */
-typedef struct mpsnorm_inorm_job {
+typedef struct mpsnorm_instance_norm_job {
     const mpsnorm_tensor *x, *dy, *out; /* dy: NULL for the forward */
     int dtype;
     int gradient;
@@ -52,12 +52,19 @@ typedef struct mpsnorm_inorm_job {
     const double *shift; /* per plane */
     double *part;        /* per plane and band, 4 each */
     const double *coef;  /* per plane, 4 each */
-} mpsnorm_inorm_job;
+} mpsnorm_instance_norm_job;
 
 /* Scratch bytes per worker an instance-norm kernel needs for this job. */
-int64_t mpsnorm_inorm_scratch_bytes(const mpsnorm_inorm_job *job);
+int64_t mpsnorm_instance_norm_scratch_bytes(const mpsnorm_instance_norm_job *job);
 
 /* ---- LCN ------------------------------------------------------------------ */
+
+/* A window's extent on one side (rows above, columns left, ...) clipped to
+ * a line of n elements: what lies further is zero padding for every pixel. */
+static inline int64_t mpsnorm_window_reach(int64_t extent, int64_t n)
+{
+    return extent < n - 1 ? extent : n - 1;
+}
 
 enum { MPSNORM_POWER_RSQRT = 0, MPSNORM_POWER_RECIPROCAL = 1, MPSNORM_POWER_GENERAL = 2 };
 
@@ -116,9 +123,9 @@ int64_t mpsnorm_lcn_layout_of(const mpsnorm_lcn_job *job, mpsnorm_lcn_layout *la
 typedef struct mpsnorm_kernels {
     const char *name;
     /* owner: a plane (n*C + c), or an image n in channel mode */
-    void (*inorm_reduce)(const mpsnorm_inorm_job *job, int64_t owner, int64_t band, int round,
+    void (*instance_norm_reduce)(const mpsnorm_instance_norm_job *job, int64_t owner, int64_t band, int round,
                          void *scratch);
-    void (*inorm_write)(const mpsnorm_inorm_job *job, int64_t owner, int64_t band, void *scratch);
+    void (*instance_norm_write)(const mpsnorm_instance_norm_job *job, int64_t owner, int64_t band, void *scratch);
     /* output rows [row_begin, row_end) of plane (n*C + c) */
     void (*lcn_rows)(const mpsnorm_lcn_job *job, const mpsnorm_lcn_layout *layout,
                      int64_t plane, int64_t row_begin, int64_t row_end, void *scratch);

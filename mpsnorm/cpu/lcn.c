@@ -58,11 +58,6 @@ typedef struct lcn_run {
     size_t stage_in_bytes, stage_out_bytes;
 } lcn_run;
 
-static int64_t clip(int64_t extent, int64_t n)
-{
-    return extent < n - 1 ? extent : n - 1;
-}
-
 /* offset of the next section of `bytes`, or -1 on overflow */
 static int64_t take(int64_t *total, int64_t bytes)
 {
@@ -94,8 +89,9 @@ int64_t mpsnorm_lcn_layout_of(const mpsnorm_lcn_job *job, mpsnorm_lcn_layout *la
     if (job->w > INT64_MAX - 16)
         return -1;
     pitch = (job->w + 15) / 16 * 16;
-    vlen = clip(job->up, job->h) + clip(job->down, job->h) + 1;
-    hlen = clip(job->left, job->w) + clip(job->right, job->w) + 1;
+    vlen = mpsnorm_window_reach(job->up, job->h) + mpsnorm_window_reach(job->down, job->h) + 1;
+    hlen = mpsnorm_window_reach(job->left, job->w) +
+           mpsnorm_window_reach(job->right, job->w) + 1;
     strip = LCN_STRIP_ELEMENTS / pitch;
     if (strip < LCN_STRIP_ROWS)
         strip = LCN_STRIP_ROWS;

@@ -1,7 +1,7 @@
 /*
  * simd.h -- the vector vocabulary of the kernel templates (kernels_impl.h).
  *
- * Included once per instruction set, after MPSNORM_ISA is defined:
+ * Included once per instruction set, after MPSNORM_SIMD_LEVEL is defined:
  *   3  AVX-512 (F, BW, DQ, VL) + F16C + FMA: 64-byte vectors
  *   2  AVX2 + F16C + FMA: 32-byte vectors
  *   0  portable: 16-byte GNU C vectors (SSE2 on x86-64, NEON on arm64), or
@@ -16,13 +16,18 @@
 #ifndef MPSNORM_CPU_SIMD_H
 #define MPSNORM_CPU_SIMD_H
 
+#if !defined(MPSNORM_SIMD_LEVEL) || (MPSNORM_SIMD_LEVEL != 0 && MPSNORM_SIMD_LEVEL != 2 && \
+                                     MPSNORM_SIMD_LEVEL != 3)
+#error "simd.h needs MPSNORM_SIMD_LEVEL: 0 (portable), 2 (AVX2) or 3 (AVX-512)"
+#endif
+
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "half.h"
 
-#if MPSNORM_ISA >= 2
+#if MPSNORM_SIMD_LEVEL >= 2
 #include <immintrin.h>
 #elif defined(__SSE2__) && (defined(__GNUC__) || defined(__clang__))
 #include <emmintrin.h>
@@ -34,9 +39,9 @@
 
 #if defined(__GNUC__) || defined(__clang__)
 #define MPSNORM_VECTOR_EXT 1
-#if MPSNORM_ISA == 3
+#if MPSNORM_SIMD_LEVEL == 3
 #define VBYTES 64
-#elif MPSNORM_ISA == 2
+#elif MPSNORM_SIMD_LEVEL == 2
 #define VBYTES 32
 #else
 #define VBYTES 16
@@ -98,9 +103,9 @@ SIMD_INLINE vd bcd(double x)
 /* VD floats at p widened to doubles, and back (round to nearest). */
 SIMD_INLINE vd ld_f2d(const float *p)
 {
-#if MPSNORM_ISA == 3
+#if MPSNORM_SIMD_LEVEL == 3
     return (vd)_mm512_cvtps_pd(_mm256_loadu_ps(p));
-#elif MPSNORM_ISA == 2
+#elif MPSNORM_SIMD_LEVEL == 2
     return (vd)_mm256_cvtps_pd(_mm_loadu_ps(p));
 #elif defined(MPSNORM_VECTOR_EXT)
     vfh h;
@@ -112,9 +117,9 @@ SIMD_INLINE vd ld_f2d(const float *p)
 }
 SIMD_INLINE void st_d2f(float *p, vd v)
 {
-#if MPSNORM_ISA == 3
+#if MPSNORM_SIMD_LEVEL == 3
     _mm256_storeu_ps(p, _mm512_cvtpd_ps((__m512d)v));
-#elif MPSNORM_ISA == 2
+#elif MPSNORM_SIMD_LEVEL == 2
     _mm_storeu_ps(p, _mm256_cvtpd_ps((__m256d)v));
 #elif defined(MPSNORM_VECTOR_EXT)
     vfh h = __builtin_convertvector(v, vfh);
@@ -148,9 +153,9 @@ SIMD_INLINE vd clamp0d(vd x)
 
 SIMD_INLINE vf sqrtvf(vf x)
 {
-#if MPSNORM_ISA == 3
+#if MPSNORM_SIMD_LEVEL == 3
     return (vf)_mm512_sqrt_ps((__m512)x);
-#elif MPSNORM_ISA == 2
+#elif MPSNORM_SIMD_LEVEL == 2
     return (vf)_mm256_sqrt_ps((__m256)x);
 #elif defined(MPSNORM_SIMD_SSE2)
     return (vf)_mm_sqrt_ps((__m128)x);
@@ -167,9 +172,9 @@ SIMD_INLINE vf sqrtvf(vf x)
 }
 SIMD_INLINE vd sqrtvd(vd x)
 {
-#if MPSNORM_ISA == 3
+#if MPSNORM_SIMD_LEVEL == 3
     return (vd)_mm512_sqrt_pd((__m512d)x);
-#elif MPSNORM_ISA == 2
+#elif MPSNORM_SIMD_LEVEL == 2
     return (vd)_mm256_sqrt_pd((__m256d)x);
 #elif defined(MPSNORM_SIMD_SSE2)
     return (vd)_mm_sqrt_pd((__m128d)x);
@@ -194,7 +199,7 @@ SIMD_INLINE vd sqrtvd(vd x)
  */
 SIMD_INLINE vf rsqrtvf(vf x)
 {
-#if MPSNORM_ISA == 3
+#if MPSNORM_SIMD_LEVEL == 3
     const __m512 v = (__m512)x;
     __m512 y = _mm512_rsqrt14_ps(v);
     __m512 hx = _mm512_mul_ps(v, _mm512_set1_ps(0.5f));
@@ -204,7 +209,7 @@ SIMD_INLINE vf rsqrtvf(vf x)
     if (ok != 0xffff)
         r = _mm512_mask_blend_ps(ok, _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_sqrt_ps(v)), r);
     return (vf)r;
-#elif MPSNORM_ISA == 2
+#elif MPSNORM_SIMD_LEVEL == 2
     const __m256 v = (__m256)x;
     __m256 y = _mm256_rsqrt_ps(v);
     __m256 hx = _mm256_mul_ps(v, _mm256_set1_ps(0.5f));
@@ -221,7 +226,7 @@ SIMD_INLINE vf rsqrtvf(vf x)
 
 SIMD_INLINE vf rcpvf(vf x)
 {
-#if MPSNORM_ISA == 3
+#if MPSNORM_SIMD_LEVEL == 3
     const __m512 v = (__m512)x;
     __m512 y = _mm512_rcp14_ps(v);
     __m512 r = _mm512_mul_ps(y, _mm512_fnmadd_ps(v, y, _mm512_set1_ps(2.0f)));
@@ -232,7 +237,7 @@ SIMD_INLINE vf rcpvf(vf x)
     if (ok != 0xffff)
         r = _mm512_mask_blend_ps(ok, _mm512_div_ps(_mm512_set1_ps(1.0f), v), r);
     return (vf)r;
-#elif MPSNORM_ISA == 2
+#elif MPSNORM_SIMD_LEVEL == 2
     const __m256 v = (__m256)x;
     const __m256 a = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v);
     __m256 y = _mm256_rcp_ps(v);
@@ -275,9 +280,9 @@ SIMD_INLINE vd powvd(vd x, double beta)
 
 SIMD_INLINE vf ld_h2f(const uint16_t *p)
 {
-#if MPSNORM_ISA == 3
+#if MPSNORM_SIMD_LEVEL == 3
     return (vf)_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)p));
-#elif MPSNORM_ISA == 2
+#elif MPSNORM_SIMD_LEVEL == 2
     return (vf)_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)p));
 #elif defined(MPSNORM_VECTOR_EXT)
     vf v;
@@ -291,10 +296,10 @@ SIMD_INLINE vf ld_h2f(const uint16_t *p)
 }
 SIMD_INLINE void st_f2h(uint16_t *p, vf v)
 {
-#if MPSNORM_ISA == 3
+#if MPSNORM_SIMD_LEVEL == 3
     _mm256_storeu_si256((__m256i *)(void *)p,
                         _mm512_cvtps_ph((__m512)v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-#elif MPSNORM_ISA == 2
+#elif MPSNORM_SIMD_LEVEL == 2
     _mm_storeu_si128((__m128i *)(void *)p, _mm256_cvtps_ph((__m256)v, _MM_FROUND_TO_NEAREST_INT));
 #elif defined(MPSNORM_VECTOR_EXT)
     int k;
