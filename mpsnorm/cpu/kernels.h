@@ -66,20 +66,27 @@ static inline int64_t mpsnorm_window_reach(int64_t extent, int64_t n)
     return extent < n - 1 ? extent : n - 1;
 }
 
-enum { MPSNORM_POWER_RSQRT = 0, MPSNORM_POWER_RECIPROCAL = 1, MPSNORM_POWER_GENERAL = 2 };
+enum {
+    MPSNORM_POWER_RSQRT = 0,          /* beta 0.5 */
+    MPSNORM_POWER_RECIPROCAL = 1,     /* beta 1 */
+    MPSNORM_POWER_THREE_QUARTERS = 2, /* beta 0.75 */
+    MPSNORM_POWER_GENERAL = 3
+};
 
 /*
  * LCN of a run of output rows of one plane, streamed in strips
  * (kern_lcn.h). Window sums are block sums (kern_box.h): every window sum is
  * made only of that window's values, with blocks anchored at fixed positions
  * of the plane, so a row's result does not depend on the strip, band or
- * thread it was computed in. Statistics (window sums of X and X^2) are summed
- * in double for every dtype; the rest runs in float for float32 and float16
- * data and in double for float64.
+ * thread it was computed in. Everything runs in float for float32 and
+ * float16 data and in double for float64; the window statistics are summed
+ * about references (kern_lcn_typed.h) so that a large local mean costs no
+ * accuracy.
  */
 typedef struct mpsnorm_lcn_job {
     const mpsnorm_tensor *x, *dy, *out; /* dy: NULL for the forward */
-    const mpsnorm_tensor *shift_x;      /* the caller's x, when x is a staged view of it */
+    const mpsnorm_tensor *whole_x;      /* the caller's x (x may be a staged view of it):
+                                           the plane's shift and anchors are read from it */
     int dtype;
     int gradient;
     int stream_out; /* large unit-stride output: written with streaming stores */
@@ -94,26 +101,42 @@ typedef struct mpsnorm_lcn_job {
 
 /*
  * Per-worker scratch of the LCN kernels, in bytes from the block's start
- * (each section 64-byte aligned). Rows are `pitch` elements apart (zero
- * beyond the plane's width). Rings hold `cap` rows (a power of two; row r
- * in slot r & (cap - 1)), temporaries `temp` rows.
+ * (each section 64-byte aligned). Rows are `pitch` elements apart. Rings
+ * hold `cap` rows (a power of two; row r in slot r & (cap - 1)),
+ * temporaries `temp` rows. Elements are of the compute type (tsize bytes:
+ * float, or double for float64 data); a position of a line (kern_box.h) is
+ * one vector, at most 64 bytes.
  */
 typedef struct mpsnorm_lcn_layout {
     int64_t strip;          /* output rows per strip */
     int64_t pitch, cap, temp, vlen, hlen;
-    size_t tsize;           /* bytes of the compute type: 4 (float) or 8 (double) */
-    size_t xring, xptr;                     /* X rows (compute type) and row pointers */
-    size_t hxring, hqring;                  /* double rings */
-    size_t v1suf, v1pre;                    /* 2 quantities, double */
-    size_t dyt;                             /* dY rows (compute type) */
-    size_t gring, hgring, huring;           /* compute-type rings: G, sums of W, of U */
-    size_t ut, umt;                         /* compute-type temporaries: U, W */
-    size_t outt;                            /* output rows, strip rows */
-    size_t v2suf, v2pre;                    /* 2 quantities, compute type */
-    size_t ext, sums1, sums2;               /* horizontal pass */
-    size_t zero, dummy;                     /* a zero row and a discarded row */
+    int64_t groups;         /* rows of per-column references: row groups a walk spans */
+    int64_t walk_rows;      /* entries of each row table of a vertical walk */
+    int64_t line_sums_len;  /* positions of one line of row sums */
+    size_t tsize;
+    size_t x_rows, x_row_ptrs;                  /* ring of X rows, and the row of each slot */
+    size_t sums_x_own, sums_x2_own;             /* rings: row sums of X - r, (X - r)^2 about */
+    size_t sums_x_prev, sums_x2_prev;           /* the row's own / the previous group's anchors */
+    size_t stat_suffix, stat_prefix;            /* vertical statistics: 2 len rows, 2 rows */
+    size_t refs_by_column, cols_inside;         /* groups rows; one row */
+    int64_t anchor_pitch;                       /* elements of a row of anchors */
+    size_t anchor_rows, lane_refs;              /* cached rows of anchors; per-lane anchors (2) */
+    size_t walk_tables, walk_plan;              /* a vertical walk's 4 row tables, its plan */
+    size_t dy_rows;                             /* temporaries */
+    size_t g_rows, sums_w, sums_u;              /* rings: G, row sums of W and of U */
+    size_t u_rows, w_rows;                      /* temporaries: U, W */
+    size_t out_rows;                            /* strip rows */
+    size_t adj_suffix, adj_prefix;              /* vertical adjoint sums: 2 len rows, 2 rows */
+    size_t line, line_suffix, line_sums;        /* row sums: 2 lines, 4 suffix blocks, 4 lines */
+    size_t zero_row, discard_row;               /* a zero row and a row written and never read */
     size_t total;
 } mpsnorm_lcn_layout;
+
+/* Row groups whose anchors a kernel caches (kern_lcn_state.h). */
+#define MPSNORM_LCN_ANCHOR_SLOTS 32
+
+/* Bytes of one row of a vertical walk's plan (kern_lcn_state.h) at most. */
+#define MPSNORM_LCN_PLAN_BYTES 128
 
 /* Fills the layout of a job; -1 if the size overflows, else the total. */
 int64_t mpsnorm_lcn_layout_of(const mpsnorm_lcn_job *job, mpsnorm_lcn_layout *layout);

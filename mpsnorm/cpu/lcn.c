@@ -33,6 +33,8 @@
 #define LCN_STRIP_ROWS 32
 #define LCN_STRIP_ELEMENTS 8192
 #define LCN_ALIGN 64
+/* The widest vector of any kernel table (AVX-512). */
+#define LCN_VECTOR_BYTES 64
 /* Scratch of a small one-worker call, on the caller's stack. */
 #define LCN_LOCAL_DOUBLES 2048
 /* Channel-interleaved memory: channels per staged group, output rows per
@@ -81,9 +83,8 @@ int64_t mpsnorm_lcn_layout_of(const mpsnorm_lcn_job *job, mpsnorm_lcn_layout *la
 {
     const int grad = job->gradient, squares = job->alpha != 0.0;
     const int64_t ts = job->dtype == MPSNORM_FLOAT64 ? 8 : 4;
-    int64_t total = 0, pitch, cap, temp, strip, vlen, hlen, q, g;
-    int64_t offsets[32];
-    int k = 0;
+    int64_t total = 0, pitch, cap, temp, strip, vlen, hlen, q, g, groups, walk, columns;
+    int64_t line_len;
 
     memset(lay, 0, sizeof *lay);
     if (job->w > INT64_MAX - 16)
@@ -102,67 +103,64 @@ int64_t mpsnorm_lcn_layout_of(const mpsnorm_lcn_job *job, mpsnorm_lcn_layout *la
     for (cap = 1; cap < strip + 2 * vlen + 2; cap *= 2)
         ;
     temp = strip + vlen + 1;
-    /* every section is at most (cap + 3*vlen + 64) rows of pitch doubles */
+    /* every section is at most (cap + 3*vlen + 64) rows of (pitch + hlen) doubles */
     {
         int64_t rows_max = mpsnorm_size_mad(3, vlen, cap + 64);
         int64_t bytes_max = rows_max < 0 ? -1 : mpsnorm_size_mad(rows_max, pitch + hlen, 0);
         if (bytes_max < 0 || bytes_max > ((int64_t)1 << 53))
             return -1;
     }
+    /* a walk's rows span (strip + vlen) rows: their row groups, their tables */
+    groups = (strip + vlen) / vlen + 2;
+    walk = strip + 2 * vlen + 2;
+    columns = (pitch - 1) / hlen + 1; /* column groups of a row */
+    line_len = columns * hlen;        /* >= pitch */
     lay->strip = strip;
     lay->pitch = pitch;
     lay->cap = cap;
     lay->temp = temp;
     lay->vlen = vlen;
     lay->hlen = hlen;
+    lay->groups = groups;
+    lay->walk_rows = walk;
+    lay->line_sums_len = line_len;
+    lay->anchor_pitch = (columns + 15) / 16 * 16;
     lay->tsize = (size_t)ts;
 
     g = grad ? 1 : 0;
-    q = grad && squares ? 1 : 0;
-    /* in the order of the fields */
-    offsets[k++] = take(&total, rows_bytes(cap, pitch, ts));                       /* xring */
-    offsets[k++] = take(&total, rows_bytes(cap, 1, (int64_t)sizeof(void *)));      /* xptr */
-    offsets[k++] = take(&total, rows_bytes(cap, pitch, 8));                        /* hxring */
-    offsets[k++] = take(&total, squares ? rows_bytes(cap, pitch, 8) : 0);          /* hqring */
-    offsets[k++] = take(&total, rows_bytes(2 * vlen, pitch, 8));                   /* v1suf */
-    offsets[k++] = take(&total, rows_bytes(2, pitch, 8));                          /* v1pre */
-    offsets[k++] = take(&total, rows_bytes(g * temp, pitch, ts));                  /* dyt */
-    offsets[k++] = take(&total, rows_bytes(g * cap, pitch, ts));                   /* gring */
-    offsets[k++] = take(&total, rows_bytes(g * cap, pitch, ts));                   /* hgring */
-    offsets[k++] = take(&total, rows_bytes(q * cap, pitch, ts));                   /* huring */
-    offsets[k++] = take(&total, rows_bytes(q * temp, pitch, ts));                  /* ut */
-    offsets[k++] = take(&total, rows_bytes(g * temp, pitch, ts));                  /* umt: W */
-    offsets[k++] = take(&total, rows_bytes(strip, pitch, ts));                     /* outt */
-    offsets[k++] = take(&total, rows_bytes(g * 2 * vlen, pitch, ts));              /* v2suf */
-    offsets[k++] = take(&total, rows_bytes(g * 2, pitch, ts));                     /* v2pre */
-    offsets[k++] = take(&total, rows_bytes(pitch + hlen, 64, 1));                  /* ext */
-    offsets[k++] = take(&total, rows_bytes(pitch, 64, 1));                         /* sums1 */
-    offsets[k++] = take(&total, rows_bytes(pitch, 64, 1));                         /* sums2 */
-    offsets[k++] = take(&total, rows_bytes(1, pitch, 8));                          /* zero */
-    offsets[k++] = take(&total, rows_bytes(1, pitch, 8));                          /* dummy */
+    q = squares ? 1 : 0;
+#define SECTION(field, bytes) lay->field = (size_t)take(&total, bytes)
+    SECTION(x_rows, rows_bytes(cap, pitch, ts));
+    SECTION(x_row_ptrs, rows_bytes(cap, 1, (int64_t)sizeof(void *)));
+    SECTION(sums_x_own, rows_bytes(cap, pitch, ts));
+    SECTION(sums_x2_own, rows_bytes(q * cap, pitch, ts));
+    SECTION(sums_x_prev, rows_bytes(cap, pitch, ts));
+    SECTION(sums_x2_prev, rows_bytes(q * cap, pitch, ts));
+    SECTION(stat_suffix, rows_bytes(2 * vlen, pitch, ts));
+    SECTION(stat_prefix, rows_bytes(2, pitch, ts));
+    SECTION(refs_by_column, rows_bytes(groups, pitch, ts));
+    SECTION(cols_inside, rows_bytes(1, pitch, ts));
+    SECTION(anchor_rows, rows_bytes(MPSNORM_LCN_ANCHOR_SLOTS, lay->anchor_pitch, ts));
+    SECTION(lane_refs, rows_bytes(2 * lay->anchor_pitch, 1, LCN_VECTOR_BYTES));
+    SECTION(walk_tables, rows_bytes(4 * walk, 1, (int64_t)sizeof(void *)));
+    SECTION(walk_plan, rows_bytes(walk, 1, MPSNORM_LCN_PLAN_BYTES));
+    SECTION(dy_rows, rows_bytes(g * temp, pitch, ts));
+    SECTION(g_rows, rows_bytes(g * cap, pitch, ts));
+    SECTION(sums_w, rows_bytes(g * cap, pitch, ts));
+    SECTION(sums_u, rows_bytes(g * q * cap, pitch, ts));
+    SECTION(u_rows, rows_bytes(g * q * temp, pitch, ts));
+    SECTION(w_rows, rows_bytes(g * temp, pitch, ts));
+    SECTION(out_rows, rows_bytes(strip, pitch, ts));
+    SECTION(adj_suffix, rows_bytes(g * 2 * vlen, pitch, ts));
+    SECTION(adj_prefix, rows_bytes(g * 2, pitch, ts));
+    SECTION(line, rows_bytes(2 * pitch, 1, LCN_VECTOR_BYTES));
+    SECTION(line_suffix, rows_bytes(4 * hlen, 1, LCN_VECTOR_BYTES));
+    SECTION(line_sums, rows_bytes(4 * line_len, 1, LCN_VECTOR_BYTES));
+    SECTION(zero_row, rows_bytes(1, pitch, 8));
+    SECTION(discard_row, rows_bytes(1, pitch, 8));
+#undef SECTION
     if (total < 0)
         return -1;
-    k = 0;
-    lay->xring = (size_t)offsets[k++];
-    lay->xptr = (size_t)offsets[k++];
-    lay->hxring = (size_t)offsets[k++];
-    lay->hqring = (size_t)offsets[k++];
-    lay->v1suf = (size_t)offsets[k++];
-    lay->v1pre = (size_t)offsets[k++];
-    lay->dyt = (size_t)offsets[k++];
-    lay->gring = (size_t)offsets[k++];
-    lay->hgring = (size_t)offsets[k++];
-    lay->huring = (size_t)offsets[k++];
-    lay->ut = (size_t)offsets[k++];
-    lay->umt = (size_t)offsets[k++];
-    lay->outt = (size_t)offsets[k++];
-    lay->v2suf = (size_t)offsets[k++];
-    lay->v2pre = (size_t)offsets[k++];
-    lay->ext = (size_t)offsets[k++];
-    lay->sums1 = (size_t)offsets[k++];
-    lay->sums2 = (size_t)offsets[k++];
-    lay->zero = (size_t)offsets[k++];
-    lay->dummy = (size_t)offsets[k++];
     lay->total = (size_t)total;
     return total;
 }
@@ -222,10 +220,6 @@ static void lcn_task(void *context, int64_t first, int64_t last, int worker)
     void *scratch = aligned_block(run->scratch.block[worker]);
     int64_t task = first;
 
-    /* rows are read a whole vector at a time: the columns past the plane's
-     * width must hold finite numbers, and zero is what nothing overwrites */
-    memset(scratch, 0, run->layout.total);
-
     if (run->staged) {
         for (; task < last; ++task)
             lcn_staged_task(run, task, scratch);
@@ -260,7 +254,7 @@ static int lcn_main(const mpsnorm_lcn_params *params, const mpsnorm_tensor *dy,
 
     memset(&run, 0, sizeof run);
     job->x = x;
-    job->shift_x = x;
+    job->whole_x = x;
     job->dy = dy;
     job->out = out;
     job->dtype = x->dtype;

@@ -276,6 +276,129 @@ SIMD_INLINE vd powvd(vd x, double beta)
 #endif
 }
 
+/* a * b + c, rounded once where the instruction set fuses it (AVX2, AVX-512), else
+ * the two IEEE operations: either way the same in every caller of one table. */
+SIMD_INLINE vf fmavf(vf a, vf b, vf c)
+{
+#if MPSNORM_SIMD_LEVEL == 3
+    return (vf)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)c);
+#elif MPSNORM_SIMD_LEVEL == 2
+    return (vf)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c);
+#else
+    return a * b + c;
+#endif
+}
+SIMD_INLINE vd fmavd(vd a, vd b, vd c)
+{
+#if MPSNORM_SIMD_LEVEL == 3
+    return (vd)_mm512_fmadd_pd((__m512d)a, (__m512d)b, (__m512d)c);
+#elif MPSNORM_SIMD_LEVEL == 2
+    return (vd)_mm256_fmadd_pd((__m256d)a, (__m256d)b, (__m256d)c);
+#else
+    return a * b + c;
+#endif
+}
+
+/* ---- transposes of VF x VF (VD x VD) tiles in registers: r[k][g] = r[g][k] -- */
+
+SIMD_INLINE void tr_regs_f(vf *r)
+{
+#if MPSNORM_SIMD_LEVEL == 3
+    __m512 t[16], s[16];
+    int k;
+    for (k = 0; k < 8; ++k) {
+        t[2 * k] = _mm512_unpacklo_ps((__m512)r[2 * k], (__m512)r[2 * k + 1]);
+        t[2 * k + 1] = _mm512_unpackhi_ps((__m512)r[2 * k], (__m512)r[2 * k + 1]);
+    }
+    /* rows 4q..4q+3: s[4q + k] holds columns k, 4+k, 8+k, 12+k (one per 128-bit lane) */
+    for (k = 0; k < 4; ++k) {
+        __m512d a = _mm512_castps_pd(t[4 * k]), b = _mm512_castps_pd(t[4 * k + 2]);
+        __m512d c = _mm512_castps_pd(t[4 * k + 1]), d = _mm512_castps_pd(t[4 * k + 3]);
+        s[4 * k + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+        s[4 * k + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+        s[4 * k + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(c, d));
+        s[4 * k + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(c, d));
+    }
+    for (k = 0; k < 4; ++k) {
+        __m512 u0 = _mm512_shuffle_f32x4(s[k], s[4 + k], 0x44);
+        __m512 u1 = _mm512_shuffle_f32x4(s[8 + k], s[12 + k], 0x44);
+        __m512 u2 = _mm512_shuffle_f32x4(s[k], s[4 + k], 0xee);
+        __m512 u3 = _mm512_shuffle_f32x4(s[8 + k], s[12 + k], 0xee);
+        r[k] = (vf)_mm512_shuffle_f32x4(u0, u1, 0x88);
+        r[4 + k] = (vf)_mm512_shuffle_f32x4(u0, u1, 0xdd);
+        r[8 + k] = (vf)_mm512_shuffle_f32x4(u2, u3, 0x88);
+        r[12 + k] = (vf)_mm512_shuffle_f32x4(u2, u3, 0xdd);
+    }
+#elif MPSNORM_SIMD_LEVEL == 2
+    __m256 t[8], s[8];
+    int k;
+    for (k = 0; k < 4; ++k) {
+        t[2 * k] = _mm256_unpacklo_ps((__m256)r[2 * k], (__m256)r[2 * k + 1]);
+        t[2 * k + 1] = _mm256_unpackhi_ps((__m256)r[2 * k], (__m256)r[2 * k + 1]);
+    }
+    for (k = 0; k < 2; ++k) {
+        __m256d a = _mm256_castps_pd(t[4 * k]), b = _mm256_castps_pd(t[4 * k + 2]);
+        __m256d c = _mm256_castps_pd(t[4 * k + 1]), d = _mm256_castps_pd(t[4 * k + 3]);
+        s[4 * k + 0] = _mm256_castpd_ps(_mm256_unpacklo_pd(a, b));
+        s[4 * k + 1] = _mm256_castpd_ps(_mm256_unpackhi_pd(a, b));
+        s[4 * k + 2] = _mm256_castpd_ps(_mm256_unpacklo_pd(c, d));
+        s[4 * k + 3] = _mm256_castpd_ps(_mm256_unpackhi_pd(c, d));
+    }
+    for (k = 0; k < 4; ++k) {
+        r[k] = (vf)_mm256_permute2f128_ps(s[k], s[4 + k], 0x20);
+        r[4 + k] = (vf)_mm256_permute2f128_ps(s[k], s[4 + k], 0x31);
+    }
+#else
+    float m[VF][VF], o[VF][VF];
+    int g, k;
+    memcpy(m, r, sizeof m);
+    for (g = 0; g < VF; ++g)
+        for (k = 0; k < VF; ++k)
+            o[k][g] = m[g][k];
+    memcpy(r, o, sizeof o);
+#endif
+}
+
+SIMD_INLINE void tr_regs_d(vd *r)
+{
+#if MPSNORM_SIMD_LEVEL == 3
+    __m512d t[8];
+    int k;
+    for (k = 0; k < 4; ++k) {
+        t[2 * k] = _mm512_unpacklo_pd((__m512d)r[2 * k], (__m512d)r[2 * k + 1]);
+        t[2 * k + 1] = _mm512_unpackhi_pd((__m512d)r[2 * k], (__m512d)r[2 * k + 1]);
+    }
+    /* t[0]: columns 0,2,4,6 of rows 0-1 (a 128-bit lane each); t[1]: columns 1,3,5,7 */
+    for (k = 0; k < 2; ++k) {
+        __m512d u0 = _mm512_shuffle_f64x2(t[k], t[2 + k], 0x44);
+        __m512d u1 = _mm512_shuffle_f64x2(t[4 + k], t[6 + k], 0x44);
+        __m512d u2 = _mm512_shuffle_f64x2(t[k], t[2 + k], 0xee);
+        __m512d u3 = _mm512_shuffle_f64x2(t[4 + k], t[6 + k], 0xee);
+        r[k] = (vd)_mm512_shuffle_f64x2(u0, u1, 0x88);
+        r[2 + k] = (vd)_mm512_shuffle_f64x2(u0, u1, 0xdd);
+        r[4 + k] = (vd)_mm512_shuffle_f64x2(u2, u3, 0x88);
+        r[6 + k] = (vd)_mm512_shuffle_f64x2(u2, u3, 0xdd);
+    }
+#elif MPSNORM_SIMD_LEVEL == 2
+    __m256d t0 = _mm256_unpacklo_pd((__m256d)r[0], (__m256d)r[1]);
+    __m256d t1 = _mm256_unpackhi_pd((__m256d)r[0], (__m256d)r[1]);
+    __m256d t2 = _mm256_unpacklo_pd((__m256d)r[2], (__m256d)r[3]);
+    __m256d t3 = _mm256_unpackhi_pd((__m256d)r[2], (__m256d)r[3]);
+    r[0] = (vd)_mm256_permute2f128_pd(t0, t2, 0x20);
+    r[1] = (vd)_mm256_permute2f128_pd(t1, t3, 0x20);
+    r[2] = (vd)_mm256_permute2f128_pd(t0, t2, 0x31);
+    r[3] = (vd)_mm256_permute2f128_pd(t1, t3, 0x31);
+#else
+    double m[VD][VD], o[VD][VD];
+    int g, k;
+    memcpy(m, r, sizeof m);
+    for (g = 0; g < VD; ++g)
+        for (k = 0; k < VD; ++k)
+            o[k][g] = m[g][k];
+    memcpy(r, o, sizeof o);
+#endif
+}
+
 /* ---- float16: VF halves <-> VF floats ------------------------------------ */
 
 SIMD_INLINE vf ld_h2f(const uint16_t *p)
