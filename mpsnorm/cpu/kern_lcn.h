@@ -143,7 +143,7 @@ static lc_ring lc_make_ring(const lc_state *st, size_t offset, size_t esize)
 {
     lc_ring ring;
     ring.base = (char *)lc_at(st, offset);
-    ring.mask = st->lay->cap - 1;
+    ring.cap = st->lay->cap;
     ring.row_bytes = (size_t)st->lay->pitch * esize;
     return ring;
 }
@@ -157,53 +157,68 @@ static void lc_stats_rows(lc_state *st, int64_t r0, int64_t r1)
 }
 
 /* dY rows [r0, r1): used in place when direct, else converted into the dY
- * temporaries (row r at r - r0), the columns past the plane's width zero. */
+ * temporaries (row r at r - r0) for the statistics' columns, zero past the
+ * plane's width. */
 static void lc_load_dy(lc_state *st, int64_t r0, int64_t r1)
 {
     const mpsnorm_lcn_job *job = st->job;
     const mpsnorm_tensor *dy = job->dy;
+    const mpsnorm_lcn_tile *tl = &st->tile;
     const size_t es = st->lay->tsize;
+    const int64_t hi = kmin(job->w, tl->s_hi);
     int64_t r;
     st->dy_first = r0;
     if (st->direct_dy)
         return;
     for (r = r0; r < r1; ++r) {
-        const int64_t off = io_offset(dy, st->n, st->c, r, 0);
-        char *row = (char *)lc_at(st, st->lay->dy_rows) + (size_t)((r - r0) * st->lay->pitch) * es;
+        const int64_t off = io_offset(dy, st->n, st->c, r, tl->s_lo);
+        char *row = (char *)lc_at(st, st->lay->dy_rows) +
+                    (size_t)((r - r0) * st->lay->pitch + (tl->s_lo - tl->b0)) * es;
         if (job->dtype == MPSNORM_FLOAT64)
-            io_load_d(dy->dtype, dy->data, off, dy->strides[3], job->w, (double *)row);
+            io_load_d(dy->dtype, dy->data, off, dy->strides[3], hi - tl->s_lo, (double *)row);
         else
-            io_load_f(dy->dtype, dy->data, off, dy->strides[3], job->w, (float *)row);
-        memset(row + (size_t)job->w * es, 0, (size_t)(st->lay->pitch - job->w) * es);
+            io_load_f(dy->dtype, dy->data, off, dy->strides[3], hi - tl->s_lo, (float *)row);
+        memset(row + (size_t)(hi - tl->s_lo) * es, 0, (size_t)(tl->s_hi - hi) * es);
     }
 }
 
-/* Output rows [j0, j1): the output temporaries, stored by lc_store_rows in
- * memory order (a column-vector walk writing the tensor's rows in place is
+/* Output rows [j0, j1) (from the tile's first column): the rows of a staged
+ * output in place, else the output temporaries, stored by lc_store_rows in
+ * memory order (a column-vector walk writing a tensor's rows in place is
  * slower: it scatters the writes over many rows at once). */
 static void lc_out_rows(lc_state *st, int64_t j0, int64_t j1, void **rows)
 {
+    const mpsnorm_tensor *out = st->job->out;
+    const size_t es = st->lay->tsize;
     int64_t j;
     for (j = j0; j < j1; ++j)
-        rows[j - j0] = (char *)lc_at(st, st->lay->out_rows) +
-                       (size_t)((j - j0) * st->lay->pitch) * st->lay->tsize;
+        rows[j - j0] = st->direct_out ? (char *)out->data +
+                                            io_offset(out, st->n, st->c, j, st->tile.b0) * (int64_t)es
+                                      : (char *)lc_at(st, st->lay->out_rows) +
+                                            (size_t)((j - j0) * st->lay->pitch) * es;
 }
 
+/* The tile's output columns [c0, c1) of rows [j0, j1) from the temporaries. */
 static void lc_store_rows(lc_state *st, int64_t j0, int64_t j1, void *const *rows)
 {
     const mpsnorm_tensor *out = st->job->out;
+    const mpsnorm_lcn_tile *tl = &st->tile;
+    const int64_t m = tl->c1 - tl->c0;
+    const size_t skip = (size_t)(tl->c0 - tl->b0) * st->lay->tsize;
     int64_t j;
+    if (st->direct_out)
+        return;
     for (j = j0; j < j1; ++j) {
-        const int64_t off = io_offset(out, st->n, st->c, j, 0);
+        const int64_t off = io_offset(out, st->n, st->c, j, tl->c0);
+        const void *src = (const char *)rows[j - j0] + skip;
         if (st->job->stream_out) {
-            io_store_stream(out->dtype, out->data, off, st->job->w, rows[j - j0], st->dummy);
+            io_store_stream(out->dtype, out->data, off, m, src, st->dummy);
             continue;
         }
         if (out->dtype == MPSNORM_FLOAT64)
-            io_store_d(out->data, off, out->strides[3], st->job->w, (const double *)rows[j - j0]);
+            io_store_d(out->data, off, out->strides[3], m, (const double *)src);
         else
-            io_store_f(out->dtype, out->data, off, out->strides[3], st->job->w,
-                       (const float *)rows[j - j0]);
+            io_store_f(out->dtype, out->data, off, out->strides[3], m, (const float *)src);
     }
 }
 
@@ -239,7 +254,8 @@ static void lc_constant_d_rows(lc_state *st, int64_t r0, int64_t r1)
     const mpsnorm_lcn_job *job = st->job;
     const mpsnorm_lcn_layout *lay = st->lay;
     const int wide = job->dtype == MPSNORM_FLOAT64;
-    const int64_t pitch = lay->pitch;
+    const int64_t pitch = lay->pitch, i0 = st->tile.s_lo - st->tile.b0;
+    const int64_t i1 = st->tile.s_hi - st->tile.b0;
     int64_t r, i;
     for (r = r0; r < r1; ++r) {
         const size_t wo = (size_t)((r - r0) * pitch) * lay->tsize;
@@ -248,7 +264,7 @@ static void lc_constant_d_rows(lc_state *st, int64_t r0, int64_t r1)
         if (wide) {
             const vd d = bcd(job->d_const), c1 = bcd(job->p0 / job->count);
             double *g = (double *)lc_ring_row(&st->gr, r);
-            for (i = 0; i < job->w; i += VD) {
+            for (i = i0; i < i1; i += VD) {
                 const vd gg = ldd((const double *)dyr + i) * d;
                 std_(g + i, gg);
                 std_((double *)wr + i, c1 * gg);
@@ -256,7 +272,7 @@ static void lc_constant_d_rows(lc_state *st, int64_t r0, int64_t r1)
         } else {
             const vf d = bcf((float)job->d_const), c1 = bcf((float)(job->p0 / job->count));
             float *g = (float *)lc_ring_row(&st->gr, r);
-            for (i = 0; i < job->w; i += VF) {
+            for (i = i0; i < i1; i += VF) {
                 const vf gg = ldf((const float *)dyr + i) * d;
                 stf(g + i, gg);
                 stf((float *)wr + i, c1 * gg);
@@ -325,6 +341,7 @@ static void KNAME(lcn_rows)(const mpsnorm_lcn_job *job, const mpsnorm_lcn_layout
     const int wide = job->dtype == MPSNORM_FLOAT64;
     const size_t ts = lay->tsize;
     lc_state st;
+    int64_t c0;
     int k;
     st.job = job;
     st.lay = lay;
@@ -338,9 +355,11 @@ static void KNAME(lcn_rows)(const mpsnorm_lcn_job *job, const mpsnorm_lcn_layout
     st.lh = st.cu + st.cd + 1;
     st.lw = st.cl + st.cr + 1;
     st.direct_x = lc_direct(job->x, wide);
-    /* dY is read a column vector at a time: staged through rows read in
-     * memory order, which the prefetchers follow */
-    st.direct_dy = 0;
+    /* dY and the output are walked a column vector at a time: read and
+     * written through temporaries in memory order, which the prefetchers
+     * follow, unless they are staged copies already in the cache */
+    st.direct_dy = job->staged && lc_direct(job->dy, wide);
+    st.direct_out = job->staged && lc_direct(job->out, wide);
     st.xr = lc_make_ring(&st, lay->x_rows, ts);
     st.hxo = lc_make_ring(&st, lay->sums_x_own, ts);
     st.hqo = lc_make_ring(&st, lay->sums_x2_own, ts);
@@ -357,10 +376,8 @@ static void KNAME(lcn_rows)(const mpsnorm_lcn_job *job, const mpsnorm_lcn_layout
     st.zero = lc_at(&st, lay->zero_row);
     st.dummy = lc_at(&st, lay->discard_row);
     memset(lc_at(&st, lay->zero_row), 0, (size_t)lay->pitch * 8);
-    for (k = 0; k <= lay->cap - 1; ++k)
+    for (k = 0; k < lay->cap; ++k)
         st.xptr[k] = lc_at(&st, lay->zero_row); /* alpha = 0 gradients read no X */
-    for (k = 0; k < LC_ANCHOR_SLOTS; ++k)
-        st.anchor_tag[k] = -2; /* no row group: groups are >= -1 */
     {
         /* the mean of the plane's first (up to) 64 values: the shift depends
          * on the plane only, whatever rows this call does */
@@ -377,23 +394,28 @@ static void KNAME(lcn_rows)(const mpsnorm_lcn_job *job, const mpsnorm_lcn_layout
         if (!isfinite(st.shift))
             st.shift = 0.0; /* non-finite values reach only their windows */
     }
-    {
-        /* per column, the window's columns inside the plane */
+    for (c0 = 0; c0 < job->w; c0 += job->tile_columns) {
+        const int64_t c1 = kmin(job->w, c0 + job->tile_columns);
         char *cin = (char *)lc_at(&st, lay->cols_inside);
         int64_t i;
+        mpsnorm_lcn_tile_of(job, wide ? VD : VF, c0, c1, &st.tile);
+        for (k = 0; k < LC_ANCHOR_SLOTS; ++k)
+            st.anchor_tag[k] = -2; /* no row group: groups are >= -1 */
+        /* per column, the window's columns inside the plane */
         for (i = 0; i < lay->pitch; ++i) {
-            const int64_t lo = i - job->left > 0 ? i - job->left : 0;
-            const int64_t hi = i + job->right < job->w - 1 ? i + job->right : job->w - 1;
+            const int64_t col = st.tile.b0 + i;
+            const int64_t lo = col - job->left > 0 ? col - job->left : 0;
+            const int64_t hi = col + job->right < job->w - 1 ? col + job->right : job->w - 1;
             if (wide)
                 ((double *)cin)[i] = (double)(hi - lo + 1);
             else
                 ((float *)cin)[i] = (float)(hi - lo + 1);
         }
+        if (job->gradient)
+            lc_gradient(&st, row_begin, row_end);
+        else
+            lc_forward(&st, row_begin, row_end);
     }
-    if (job->gradient)
-        lc_gradient(&st, row_begin, row_end);
-    else
-        lc_forward(&st, row_begin, row_end);
     if (job->stream_out)
         io_stream_fence();
 }

@@ -12,10 +12,10 @@
 #include "kern_io.h"
 #include "kernels.h"
 
-/* Rows r of a ring in slot r & mask. */
+/* Rows r of a ring in slot r % cap. */
 typedef struct lc_ring {
     char *base;
-    int64_t mask; /* cap - 1 */
+    int64_t cap;
     size_t row_bytes;
 } lc_ring;
 
@@ -67,11 +67,12 @@ typedef struct lc_state {
     int64_t n, c;           /* the plane */
     int64_t cu, cd, cl, cr; /* window reach up, down, left, right, clipped to the plane */
     int64_t lh, lw;         /* window height and width, clipped */
-    int direct_x, direct_dy; /* X, dY rows used in place in the tensor */
+    mpsnorm_lcn_tile tile;  /* the column tile: row buffers hold columns [b0, b0 + pitch) */
+    int direct_x, direct_dy, direct_out; /* rows used in place in the tensors */
     /* rings: X; row sums of (X - r) and (X - r)^2 about each row's own group's
      * anchors (o) and about the group before's (p); G; row sums of W, U */
     lc_ring xr, hxo, hqo, hxp, hqp, gr, hg, hu;
-    void **xptr;            /* xptr[r & mask]: X row r (compute type) */
+    void **xptr;            /* xptr[r % cap]: X row r (compute type) */
     lc_stream v1, v2;
     double shift;           /* per plane: X*Badj(U) - Badj(U*M) is summed as
                                (X - shift)*Badj(U) - Badj(U*(M - shift)) */
@@ -92,15 +93,17 @@ static inline void *lc_at(const lc_state *st, size_t offset)
 
 static inline void *lc_ring_row(const lc_ring *ring, int64_t r)
 {
-    return ring->base + (size_t)(r & ring->mask) * ring->row_bytes;
+    return ring->base + (size_t)(r % ring->cap) * ring->row_bytes;
 }
 
-/* dY row t: in the tensor, or in the temporaries (from row dy_first). */
+/* dY row t from the tile's first column: in the tensor, or in the temporaries
+ * (from row dy_first). */
 static inline const char *lc_dy_row(const lc_state *st, int64_t t)
 {
     const mpsnorm_tensor *dy = st->job->dy;
     if (st->direct_dy)
-        return (const char *)dy->data + io_offset(dy, st->n, st->c, t, 0) * (int64_t)st->lay->tsize;
+        return (const char *)dy->data +
+               io_offset(dy, st->n, st->c, t, st->tile.b0) * (int64_t)st->lay->tsize;
     return (const char *)lc_at(st, st->lay->dy_rows) +
            (size_t)((t - st->dy_first) * st->lay->pitch) * st->lay->tsize;
 }
@@ -127,7 +130,7 @@ static void lc_plan_walk(lc_state *st, int64_t t_a, int64_t t_b, int64_t reach,
 {
     const mpsnorm_lcn_job *job = st->job;
     const mpsnorm_lcn_layout *lay = st->lay;
-    const int64_t len = st->lh, mask = lay->cap - 1, g0 = t_a / len;
+    const int64_t len = st->lh, cap = lay->cap, g0 = t_a / len;
     const size_t row_bytes = (size_t)lay->pitch * lay->tsize;
     int64_t p, t;
     int k;
@@ -142,7 +145,7 @@ static void lc_plan_walk(lc_state *st, int64_t t_a, int64_t t_b, int64_t reach,
     for (t = t_a; t < t_b; ++t) {
         lc_row_plan *rp = st->plan + (t - t_a);
         const size_t temp = (size_t)(t - t_a) * row_bytes;
-        rp->x = (const char *)st->xptr[t & mask];
+        rp->x = (const char *)st->xptr[t % cap];
         /* dY: the statistics walk (refs given) of the gradient reads it */
         rp->dy = job->gradient && refs != NULL ? lc_dy_row(st, t) : (const char *)st->zero;
         rp->g = job->gradient ? (char *)lc_ring_row(&st->gr, t) : (char *)st->dummy;

@@ -57,55 +57,59 @@
 
 #define LCF(name) KCAT(name, LSUFFIX)
 
-/* The anchors of row group p for column groups [0, mcount): dst[m]. */
-static void LCF(lc_anchor_row)(const lc_state *st, int64_t p, int64_t mcount, LT *dst)
+/* The anchors of row group p for column groups [m0, m0 + count): dst[m - m0]. */
+static void LCF(lc_anchor_row)(const lc_state *st, int64_t p, int64_t m0, int64_t count, LT *dst)
 {
     const mpsnorm_lcn_job *job = st->job;
     const mpsnorm_tensor *x = job->whole_x;
     const int64_t row = (p + 1) * st->lh - 1 - st->cu;
     /* column of group m: (m + 1) lw - 1 - cl, inside the plane for m in [ma, mb) */
-    const int64_t ma = kmin(mcount, (st->cl + st->lw) / st->lw - 1),
-                  mb = kmin(mcount, (job->w + st->cl) / st->lw);
+    const int64_t ma = kmin(m0 + count, kmax(m0, (st->cl + st->lw) / st->lw - 1));
+    const int64_t mb = kmax(ma, kmin(m0 + count, (job->w + st->cl) / st->lw));
     int64_t m;
-    if (row < 0 || row >= job->h || ma >= mb) {
-        memset(dst, 0, (size_t)mcount * sizeof(LT));
+    if (row < 0 || row >= job->h) {
+        memset(dst, 0, (size_t)count * sizeof(LT));
         return;
     }
-    for (m = 0; m < ma; ++m)
-        dst[m] = 0;
-    LLOAD(x->dtype, x->data, io_offset(x, st->n, st->c, row, (ma + 1) * st->lw - 1 - st->cl),
-          x->strides[3] * st->lw, mb - ma, dst + ma);
-    for (m = mb; m < mcount; ++m)
-        dst[m] = 0;
+    for (m = m0; m < ma; ++m)
+        dst[m - m0] = 0;
+    if (mb > ma)
+        LLOAD(x->dtype, x->data, io_offset(x, st->n, st->c, row, (ma + 1) * st->lw - 1 - st->cl),
+              x->strides[3] * st->lw, mb - ma, dst + (ma - m0));
+    for (m = mb; m < m0 + count; ++m)
+        dst[m - m0] = 0;
 }
 
-/* The anchors of row group p, from the cache (mcount padded to whole
- * vectors, zero beyond mcount). */
-static const LT *LCF(lc_anchors)(lc_state *st, int64_t p, int64_t mcount)
+/* The anchors of row group p for the tile's column groups (from stat_mlo),
+ * from the cache: whole vectors, zero past the last group. */
+static const LT *LCF(lc_anchors)(lc_state *st, int64_t p)
 {
-    const int64_t slot = p & (LC_ANCHOR_SLOTS - 1), mpad = (mcount + LN - 1) / LN * LN;
+    const int64_t slot = p & (LC_ANCHOR_SLOTS - 1);
+    const int64_t count = st->tile.stat_mhi - st->tile.stat_mlo + 1;
+    const int64_t mpad = (count + LN - 1) / LN * LN;
     LT *row = (LT *)lc_at(st, st->lay->anchor_rows) + slot * st->lay->anchor_pitch;
     if (st->anchor_tag[slot] != p) {
-        LCF(lc_anchor_row)(st, p, mcount, row);
-        memset(row + mcount, 0, (size_t)(mpad - mcount) * sizeof(LT));
+        LCF(lc_anchor_row)(st, p, st->tile.stat_mlo, count, row);
+        memset(row + count, 0, (size_t)(mpad - count) * sizeof(LT));
         st->anchor_tag[slot] = p;
     }
     return row;
 }
 
-/* Per lane g (row r + g) and column group m: the anchors of the row's own
- * group (own[m*LN + g]) and of the group before (prev), transposed from
- * the groups' anchor rows. */
-static void LCF(lc_lane_refs)(lc_state *st, int64_t r, int64_t mcount, LT *own, LT *prev)
+/* Per lane g (row r + g) and column group m (from stat_mlo): the anchors of
+ * the row's own group (own[m*LN + g]) and of the group before (prev),
+ * transposed from the groups' anchor rows. */
+static void LCF(lc_lane_refs)(lc_state *st, int64_t r, LT *own, LT *prev)
 {
     const LT *own_rows[LN], *prev_rows[LN];
-    const int64_t mpad = (mcount + LN - 1) / LN * LN;
+    const int64_t count = st->tile.stat_mhi - st->tile.stat_mlo + 1;
+    const int64_t mpad = (count + LN - 1) / LN * LN;
     int g;
     for (g = 0; g < LN; ++g) {
         const int64_t p = (r + g + st->cu) / st->lh;
-        /* the group before first: a cache slot is reused only past LN + 1 groups */
-        prev_rows[g] = LCF(lc_anchors)(st, p - 1, mcount);
-        own_rows[g] = LCF(lc_anchors)(st, p, mcount);
+        /* the cache keeps LC_ANCHOR_SLOTS > LN + 1 groups: no pointer goes stale */
+        prev_rows[g] = LCF(lc_anchors)(st, p - 1);
+        own_rows[g] = LCF(lc_anchors)(st, p);
     }
     LCF(box_line_in)(own_rows, 0, mpad, own);
     LCF(box_line_in)(prev_rows, 0, mpad, prev);
@@ -113,18 +117,19 @@ static void LCF(lc_lane_refs)(lc_state *st, int64_t r, int64_t mcount, LT *own, 
 
 /* X rows [r0, r1): row pointers (in place when direct, else converted into
  * the X ring), then their row sums about the anchors (kern_box.h
- * box_stats) into the rings hxo, hqo, hxp, hqp. */
+ * box_stats) into the rings hxo, hqo, hxp, hqp. Rows hold columns from b0. */
 static void LCF(lc_stats_rows)(lc_state *st, int64_t r0, int64_t r1)
 {
     const mpsnorm_lcn_job *job = st->job;
     const mpsnorm_lcn_layout *lay = st->lay;
+    const mpsnorm_lcn_tile *tl = &st->tile;
     const mpsnorm_tensor *x = job->x;
     const int squares = job->alpha != 0.0;
-    const int64_t mask = lay->cap - 1, w = job->w, pitch = lay->pitch;
-    const int64_t mhi = (pitch - 1) / st->lw, mcount = mhi + 1;
-    const int64_t e_end = kmin(w, (mhi + 2) * st->lw - st->cl), e_count = (e_end + LN - 1) / LN * LN;
+    const int64_t cap = lay->cap, w = job->w, pitch = lay->pitch, b0 = tl->b0;
+    const int64_t e_count = (tl->x_hi + LN - 1) / LN * LN - b0;
+    const int64_t o0 = tl->stat_mlo * st->lw;
     LT *line = (LT *)lc_at(st, lay->line), *suf = (LT *)lc_at(st, lay->line_suffix);
-    LT *own = (LT *)lc_at(st, lay->lane_refs), *prev = own + mcount * LN;
+    LT *own = (LT *)lc_at(st, lay->lane_refs), *prev = own + lay->anchor_pitch * LN;
     LT *outs[4];
     const lc_ring *rings[4] = {&st->hxo, &st->hqo, &st->hxp, &st->hqp};
     int64_t r;
@@ -132,49 +137,53 @@ static void LCF(lc_stats_rows)(lc_state *st, int64_t r0, int64_t r1)
     for (q = 0; q < 4; ++q)
         outs[q] = (LT *)lc_at(st, lay->line_sums) + (size_t)q * (size_t)(lay->line_sums_len * LN);
     for (r = r0; r < r1; ++r) {
-        const int64_t off = io_offset(x, st->n, st->c, r, 0);
         void *row;
         if (st->direct_x) {
-            row = (LT *)x->data + off;
+            row = (LT *)x->data + io_offset(x, st->n, st->c, r, b0);
         } else {
-            row = lc_ring_row(&st->xr, r);
-            LLOAD(x->dtype, x->data, off, x->strides[3], w, (LT *)row);
-            memset((LT *)row + w, 0, (size_t)(pitch - w) * sizeof(LT));
+            LT *dst = (LT *)lc_ring_row(&st->xr, r);
+            memset(dst, 0, (size_t)(tl->x_lo - b0) * sizeof(LT));
+            LLOAD(x->dtype, x->data, io_offset(x, st->n, st->c, r, tl->x_lo), x->strides[3],
+                  tl->x_hi - tl->x_lo, dst + (tl->x_lo - b0));
+            memset(dst + (tl->x_hi - b0), 0, (size_t)(pitch - (tl->x_hi - b0)) * sizeof(LT));
+            row = dst;
         }
-        st->xptr[r & mask] = row;
+        st->xptr[r % cap] = row;
     }
     for (r = r0; r < r1; r += LN) {
         const LT *src[LN];
         LT *dst[4][LN];
         for (g = 0; g < LN; ++g) {
             const int real = r + g < r1;
-            src[g] = real ? (const LT *)st->xptr[(r + g) & mask] : (const LT *)st->zero;
+            src[g] = real ? (const LT *)st->xptr[(r + g) % cap] : (const LT *)st->zero;
             for (q = 0; q < 4; ++q)
                 dst[q][g] = real && (squares || (q & 1) == 0) ? (LT *)lc_ring_row(rings[q], r + g)
                                                               : (LT *)st->dummy;
         }
         LCF(box_line_in)(src, 0, e_count, line);
-        LCF(lc_lane_refs)(st, r, mcount, own, prev);
+        LCF(lc_lane_refs)(st, r, own, prev);
         if (squares)
-            LCF(box_stats)(line, 0, w, st->cl, st->lw, 0, mhi, own, prev, 1, suf, outs);
+            LCF(box_stats)(line, b0, w, st->cl, st->lw, tl->stat_mlo, tl->stat_mhi, own, prev, 1,
+                           suf, outs);
         else
-            LCF(box_stats)(line, 0, w, st->cl, st->lw, 0, mhi, own, prev, 0, suf, outs);
+            LCF(box_stats)(line, b0, w, st->cl, st->lw, tl->stat_mlo, tl->stat_mhi, own, prev, 0,
+                           suf, outs);
         for (q = 0; q < 4; ++q)
             if (squares || (q & 1) == 0)
-                LCF(box_line_out)(outs[q], pitch, dst[q], 0);
+                LCF(box_line_out)(outs[q] + (tl->s_lo - o0) * LN, tl->s_hi - tl->s_lo, dst[q],
+                                  tl->s_lo - b0);
     }
 }
 
 /* Row sums over the mirrored window of W and U rows [r0, r1) (temporaries
- * from row `first`) into the rings hg and hu. */
+ * from row `first`) into the rings hg and hu, for the tile's outputs. */
 static void LCF(lc_adjoint_rows)(lc_state *st, int64_t r0, int64_t r1, int64_t first)
 {
     const mpsnorm_lcn_job *job = st->job;
     const mpsnorm_lcn_layout *lay = st->lay;
+    const mpsnorm_lcn_tile *tl = &st->tile;
     const int full = job->alpha != 0.0;
-    const int64_t w = job->w, pitch = lay->pitch, mhi = (pitch - 1) / st->lw;
-    /* the mirrored window reaches cr columns to the left */
-    const int64_t e_end = kmin(w, (mhi + 2) * st->lw - st->cr), e_count = (e_end + LN - 1) / LN * LN;
+    const int64_t pitch = lay->pitch, b0 = tl->b0, o0 = tl->adj_mlo * st->lw;
     const LT *wrows = (const LT *)lc_at(st, lay->w_rows), *urows = (const LT *)lc_at(st, lay->u_rows);
     LT *la = (LT *)lc_at(st, lay->line), *lb = la + pitch * LN;
     LT *suf = (LT *)lc_at(st, lay->line_suffix);
@@ -191,29 +200,34 @@ static void LCF(lc_adjoint_rows)(lc_state *st, int64_t r0, int64_t r1, int64_t f
             da[g] = real ? (LT *)lc_ring_row(&st->hg, r + g) : (LT *)st->dummy;
             db[g] = real && full ? (LT *)lc_ring_row(&st->hu, r + g) : (LT *)st->dummy;
         }
-        LCF(box_line_in)(sa, 0, e_count, la);
-        LCF(box_line_in)(sb, 0, e_count, lb);
-        LCF(box_sums2)(la, lb, 0, w, st->cr, st->lw, 0, mhi, suf, oa, ob);
-        LCF(box_line_out)(oa, pitch, da, 0);
+        /* W and U hold the statistics' columns [s_lo, s_hi) */
+        LCF(box_line_in)(sa, tl->s_lo - b0, tl->s_hi - tl->s_lo, la);
+        LCF(box_line_in)(sb, tl->s_lo - b0, tl->s_hi - tl->s_lo, lb);
+        LCF(box_sums2)(la, lb, tl->s_lo, job->w, st->cr, st->lw, tl->adj_mlo, tl->adj_mhi, suf, oa,
+                       ob);
+        LCF(box_line_out)(oa + (tl->out_lo - o0) * LN, tl->out_hi - tl->out_lo, da,
+                          tl->out_lo - b0);
         if (full)
-            LCF(box_line_out)(ob, pitch, db, 0);
+            LCF(box_line_out)(ob + (tl->out_lo - o0) * LN, tl->out_hi - tl->out_lo, db,
+                              tl->out_lo - b0);
     }
 }
 
 /* The references of row groups [g0, g1], one per column: row k of rexp holds
- * group g0 + k's anchor of each column's group. */
+ * group g0 + k's anchor of each statistics column's group. */
 static void LCF(lc_expand_refs)(lc_state *st, int64_t g0, int64_t g1)
 {
-    const int64_t pitch = st->lay->pitch, mcount = (pitch - 1) / st->lw + 1;
+    const mpsnorm_lcn_tile *tl = &st->tile;
+    const int64_t pitch = st->lay->pitch, b0 = tl->b0;
     LT *rexp = (LT *)lc_at(st, st->lay->refs_by_column);
     int64_t p, i, m;
     for (p = g0; p <= g1; ++p) {
         LT *row = rexp + (p - g0) * pitch;
-        const LT *tmp = LCF(lc_anchors)(st, p, mcount);
-        for (m = 0, i = 0; i < pitch; ++m) {
-            const int64_t end = kmin(pitch, (m + 1) * st->lw);
+        const LT *a = LCF(lc_anchors)(st, p);
+        for (i = tl->s_lo, m = tl->s_lo / st->lw; i < tl->s_hi; ++m) {
+            const int64_t end = kmin(tl->s_hi, (m + 1) * st->lw);
             for (; i < end; ++i)
-                row[i] = tmp[m];
+                row[i - b0] = a[m - tl->stat_mlo];
         }
     }
 }
@@ -229,7 +243,7 @@ typedef struct LCF(lc_walk) {
     const LT *const *pre_tab2;
     const LT *cin;
     int64_t t_a, t_b, len, pitch;
-    int64_t cols; /* columns walked: the row's width in whole vectors */
+    int64_t col_lo, col_hi; /* columns walked (buffer columns, whole vectors) */
     int two; /* a second quantity is summed */
     LV inv, count, p0, shift, pm, ps, alpha, delta, psd, c1, c2;
     LT beta;
@@ -383,9 +397,9 @@ SIMD_INLINE void LCF(v1_tile)(const LCF(lc_walk) *wk, int64_t i, const int K, co
 #define LC_TILES(fn, ...)                                                                      \
     do {                                                                                       \
         int64_t i_;                                                                            \
-        for (i_ = 0; i_ + LC_TILE * LN <= wk.cols; i_ += LC_TILE * LN)                         \
+        for (i_ = wk.col_lo; i_ + LC_TILE * LN <= wk.col_hi; i_ += LC_TILE * LN)               \
             fn(&wk, i_, LC_TILE, __VA_ARGS__);                                                 \
-        for (; i_ < wk.cols; i_ += LN)                                                         \
+        for (; i_ < wk.col_hi; i_ += LN)                                                       \
             fn(&wk, i_, 1, __VA_ARGS__);                                                       \
     } while (0)
 
@@ -396,7 +410,6 @@ static void LCF(lc_walk_init)(const lc_state *st, LCF(lc_walk) *wk, int64_t t_a,
     wk->plan = st->plan;
     wk->len = st->lh;
     wk->pitch = st->lay->pitch;
-    wk->cols = (st->job->w + LN - 1) / LN * LN;
     wk->t_a = t_a;
     wk->t_b = t_b;
     wk->suf1 = (LT *)lc_at(st, suffix);
@@ -419,6 +432,8 @@ static void LCF(v1_pixels)(lc_state *st, int64_t t_a, int64_t t_b, LT *const *ou
     LCF(lc_walk) wk;
 
     LCF(lc_walk_init)(st, &wk, t_a, t_b, lay->stat_suffix, lay->stat_prefix, squares);
+    wk.col_lo = st->tile.s_lo - st->tile.b0;
+    wk.col_hi = st->tile.s_hi - st->tile.b0;
     wk.cin = (const LT *)lc_at(st, lay->cols_inside);
     wk.inv = LBC((LT)(1.0 / job->count));
     wk.count = LBC((LT)job->count);
@@ -537,6 +552,8 @@ static void LCF(v2_combine)(lc_state *st, int64_t t_a, int64_t t_b, LT *const *o
     LCF(lc_walk) wk;
 
     LCF(lc_walk_init)(st, &wk, t_a, t_b, lay->adj_suffix, lay->adj_prefix, full);
+    wk.col_lo = st->tile.out_lo - st->tile.b0;
+    wk.col_hi = st->tile.out_hi - st->tile.b0;
     wk.ps = LBC((LT)job->ps);
     wk.c2 = LBC((LT)(2.0 * job->alpha * job->beta / job->count));
     wk.shift = LBC((LT)st->shift);

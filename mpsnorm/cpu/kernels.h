@@ -90,9 +90,11 @@ typedef struct mpsnorm_lcn_job {
     int dtype;
     int gradient;
     int stream_out; /* large unit-stride output: written with streaming stores */
+    int staged;     /* x, dy and out are planar copies in the worker's scratch (cached) */
     int64_t n, c, h, w;
     int64_t left, right, up, down; /* window: columns [i-left, i+right], rows [j-up, j+down] */
     int64_t band_rows, bands;      /* tasks: bands of output rows (shape only) */
+    int64_t tile_columns;          /* output columns per column tile (shape only; >= w: one) */
     double count;                  /* N = kw * kh */
     double alpha, beta, delta, p0, pm, ps;
     int power;
@@ -102,7 +104,7 @@ typedef struct mpsnorm_lcn_job {
 /*
  * Per-worker scratch of the LCN kernels, in bytes from the block's start
  * (each section 64-byte aligned). Rows are `pitch` elements apart. Rings
- * hold `cap` rows (a power of two; row r in slot r & (cap - 1)),
+ * hold `cap` rows (row r in slot r % cap),
  * temporaries `temp` rows. Elements are of the compute type (tsize bytes:
  * float, or double for float64 data); a position of a line (kern_box.h) is
  * one vector, at most 64 bytes.
@@ -134,6 +136,77 @@ typedef struct mpsnorm_lcn_layout {
 
 /* Row groups whose anchors a kernel caches (kern_lcn_state.h). */
 #define MPSNORM_LCN_ANCHOR_SLOTS 32
+
+/*
+ * A column tile of an LCN job: output columns [c0, c1) and the columns each
+ * stage reads and writes for them (kern_lcn.h), for vectors of `lanes`
+ * elements. Row sums are taken over whole blocks of the window's width
+ * (kern_box.h), so each stage reaches a block and a window beyond the next.
+ */
+typedef struct mpsnorm_lcn_tile {
+    int64_t c0, c1;
+    int64_t out_lo, out_hi;   /* c0, c1 rounded out to whole vectors */
+    int64_t adj_mlo, adj_mhi; /* gradient: the blocks of the mirrored window's row sums */
+    int64_t mid_lo, mid_hi;   /* gradient: the columns of W and U those read */
+    int64_t s_lo, s_hi;       /* the statistics' columns, whole vectors */
+    int64_t stat_mlo, stat_mhi; /* their blocks */
+    int64_t x_lo, x_hi;       /* the columns of X those read */
+    int64_t b0, span;         /* row buffers hold columns [b0, b0 + span) */
+} mpsnorm_lcn_tile;
+
+static inline int64_t mpsnorm_floor_to(int64_t v, int64_t a)
+{
+    return v / a * a; /* v >= 0 */
+}
+
+static inline int64_t mpsnorm_ceil_to(int64_t v, int64_t a)
+{
+    return (v + a - 1) / a * a;
+}
+
+static inline void mpsnorm_lcn_tile_of(const mpsnorm_lcn_job *job, int64_t lanes, int64_t c0,
+                                       int64_t c1, mpsnorm_lcn_tile *t)
+{
+    const int64_t cl = mpsnorm_window_reach(job->left, job->w);
+    const int64_t cr = mpsnorm_window_reach(job->right, job->w);
+    const int64_t len = cl + cr + 1, w = job->w;
+    int64_t lo, hi;
+    t->c0 = c0;
+    t->c1 = c1;
+    t->out_lo = mpsnorm_floor_to(c0, lanes);
+    t->out_hi = mpsnorm_ceil_to(c1, lanes);
+    if (job->gradient) {
+        /* output q sums W and U over columns [q - cr, q + cl]; blocks start at q = m len */
+        t->adj_mlo = t->out_lo / len;
+        t->adj_mhi = (t->out_hi - 1) / len;
+        lo = t->adj_mlo * len - cr;
+        hi = (t->adj_mhi + 2) * len - cr;
+        t->mid_lo = lo > 0 ? lo : 0;
+        t->mid_hi = hi < w ? hi : w;
+        t->s_lo = mpsnorm_floor_to(t->mid_lo, lanes);
+        t->s_hi = mpsnorm_ceil_to(t->mid_hi, lanes);
+    } else {
+        t->adj_mlo = t->adj_mhi = 0;
+        t->mid_lo = t->mid_hi = 0;
+        t->s_lo = t->out_lo;
+        t->s_hi = t->out_hi;
+    }
+    /* output i sums X over columns [i - cl, i + cr] */
+    t->stat_mlo = t->s_lo / len;
+    t->stat_mhi = (t->s_hi - 1) / len;
+    lo = t->stat_mlo * len - cl;
+    hi = (t->stat_mhi + 2) * len - cl;
+    t->x_lo = lo > 0 ? lo : 0;
+    t->x_hi = hi < w ? hi : w;
+    t->b0 = mpsnorm_floor_to(t->x_lo, lanes);
+    hi = mpsnorm_ceil_to(t->x_hi, lanes);
+    t->span = (hi > t->s_hi ? hi : t->s_hi) - t->b0;
+}
+
+/* Makes every later LCN call use column tiles of `columns` (0: the automatic
+ * choice). For tests, which check that tiles do not change a bit; not
+ * thread-safe with calls. */
+void mpsnorm_lcn_tile_force(int64_t columns);
 
 /* Bytes of one row of a vertical walk's plan (kern_lcn_state.h) at most. */
 #define MPSNORM_LCN_PLAN_BYTES 128
