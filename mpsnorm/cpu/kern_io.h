@@ -139,6 +139,12 @@ static void io_store_d(void *data, int64_t off, int64_t stride, int64_t m,
             p[k * stride] = src[k];
 }
 
+/* Bytes of one element of a dtype. */
+static inline int64_t io_item_bytes(int dtype)
+{
+    return dtype == MPSNORM_FLOAT64 ? 8 : dtype == MPSNORM_FLOAT32 ? 4 : 2;
+}
+
 /* Element offset of (n, c, j, i). */
 static inline int64_t io_offset(const mpsnorm_tensor *t, int64_t n, int64_t c, int64_t j,
                                 int64_t i)

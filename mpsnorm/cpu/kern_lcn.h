@@ -172,6 +172,11 @@ static void lc_load_dy(lc_state *st, int64_t r0, int64_t r1)
         return;
     for (r = r0; r < r1; ++r) {
         const int64_t off = io_offset(dy, st->n, st->c, r, tl->s_lo);
+        if (dy->strides[3] == 1 && r + LC_PREFETCH_ROWS < job->h)
+            prefetch_bytes((const char *)dy->data +
+                               io_offset(dy, st->n, st->c, r + LC_PREFETCH_ROWS, tl->s_lo) *
+                                   (int64_t)io_item_bytes(dy->dtype),
+                           (hi - tl->s_lo) * (int64_t)io_item_bytes(dy->dtype));
         char *row = (char *)lc_at(st, st->lay->dy_rows) +
                     (size_t)((r - r0) * st->lay->pitch + (tl->s_lo - tl->b0)) * es;
         if (job->dtype == MPSNORM_FLOAT64)

@@ -28,6 +28,10 @@ typedef struct lc_stream {
 
 /* Column vectors a vertical walk carries at once: the running sums of a few
  * vectors in registers, the per-row work shared by them. */
+/* Rows of X and dY read ahead of use: their first touch of memory overlaps
+ * the work on the rows before (about three strips). */
+#define LC_PREFETCH_ROWS 48
+
 /* Row groups whose anchors are cached: more than a line's rows span (kern_lcn_typed.h). */
 #define LC_ANCHOR_SLOTS MPSNORM_LCN_ANCHOR_SLOTS
 

@@ -138,6 +138,11 @@ static void LCF(lc_stats_rows)(lc_state *st, int64_t r0, int64_t r1)
         outs[q] = (LT *)lc_at(st, lay->line_sums) + (size_t)q * (size_t)(lay->line_sums_len * LN);
     for (r = r0; r < r1; ++r) {
         void *row;
+        if (x->strides[3] == 1 && r + LC_PREFETCH_ROWS < job->h)
+            prefetch_bytes((const char *)x->data +
+                               io_offset(x, st->n, st->c, r + LC_PREFETCH_ROWS, tl->x_lo) *
+                                   (int64_t)io_item_bytes(x->dtype),
+                           (tl->x_hi - tl->x_lo) * (int64_t)io_item_bytes(x->dtype));
         if (st->direct_x) {
             row = (LT *)x->data + io_offset(x, st->n, st->c, r, b0);
         } else {

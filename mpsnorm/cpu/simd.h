@@ -129,6 +129,20 @@ SIMD_INLINE void st_d2f(float *p, vd v)
 #endif
 }
 
+/* Asks for `bytes` from p to be brought towards the caches (L2) ahead of use;
+ * nothing where the compiler has no prefetch. */
+static inline void prefetch_bytes(const void *p, int64_t bytes)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    int64_t b;
+    for (b = 0; b < bytes; b += 64)
+        __builtin_prefetch((const char *)p + b, 0, 2);
+#else
+    (void)p;
+    (void)bytes;
+#endif
+}
+
 /* ---- lane functions ------------------------------------------------------ */
 
 /* max(x, 0) that keeps NaN (a NaN is not < 0). */
@@ -192,10 +206,11 @@ SIMD_INLINE vd sqrtvd(vd x)
 
 /*
  * 1/sqrt(x) and 1/x for float lanes: the hardware estimate refined by one
- * Newton step (about 1 ulp; deterministic) where x is a positive normal
- * finite number, the exact IEEE division for every other lane (0, inf,
- * negative, NaN, subnormal), so special values come out exactly as
- * 1/sqrtf(x) and 1/x give them.
+ * Newton step (about 1 ulp; deterministic) where x is a positive finite
+ * number, the exact IEEE operations for every other lane, so special values
+ * come out exactly as 1/sqrtf(x) and 1/x give them. For 1/sqrt the refined
+ * value is NaN exactly where x is 0, infinite, negative or NaN (inf*0 or
+ * NaN inside the step), so one test finds them.
  */
 SIMD_INLINE vf rsqrtvf(vf x)
 {
@@ -204,20 +219,19 @@ SIMD_INLINE vf rsqrtvf(vf x)
     __m512 y = _mm512_rsqrt14_ps(v);
     __m512 hx = _mm512_mul_ps(v, _mm512_set1_ps(0.5f));
     __m512 r = _mm512_mul_ps(y, _mm512_fnmadd_ps(_mm512_mul_ps(hx, y), y, _mm512_set1_ps(1.5f)));
-    __mmask16 ok = _mm512_cmp_ps_mask(v, _mm512_set1_ps(1.17549435e-38f), _CMP_GE_OQ) &
-                   _mm512_cmp_ps_mask(v, _mm512_set1_ps(3.40282347e+38f), _CMP_LE_OQ);
-    if (ok != 0xffff)
-        r = _mm512_mask_blend_ps(ok, _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_sqrt_ps(v)), r);
+    __mmask16 bad = _mm512_cmp_ps_mask(r, r, _CMP_UNORD_Q);
+    if (bad != 0)
+        r = _mm512_mask_blend_ps(bad, r, _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_sqrt_ps(v)));
     return (vf)r;
 #elif MPSNORM_SIMD_LEVEL == 2
     const __m256 v = (__m256)x;
     __m256 y = _mm256_rsqrt_ps(v);
     __m256 hx = _mm256_mul_ps(v, _mm256_set1_ps(0.5f));
     __m256 r = _mm256_mul_ps(y, _mm256_fnmadd_ps(_mm256_mul_ps(hx, y), y, _mm256_set1_ps(1.5f)));
-    __m256 ok = _mm256_and_ps(_mm256_cmp_ps(v, _mm256_set1_ps(1.17549435e-38f), _CMP_GE_OQ),
-                              _mm256_cmp_ps(v, _mm256_set1_ps(3.40282347e+38f), _CMP_LE_OQ));
-    if (_mm256_movemask_ps(ok) != 0xff)
-        r = _mm256_blendv_ps(_mm256_div_ps(_mm256_set1_ps(1.0f), _mm256_sqrt_ps(v)), r, ok);
+    /* the AVX2 estimate flushes subnormal x to 0: NaN above, so exact too */
+    __m256 bad = _mm256_cmp_ps(r, r, _CMP_UNORD_Q);
+    if (_mm256_movemask_ps(bad) != 0)
+        r = _mm256_blendv_ps(r, _mm256_div_ps(_mm256_set1_ps(1.0f), _mm256_sqrt_ps(v)), bad);
     return (vf)r;
 #else
     return bcf(1.0f) / sqrtvf(x);
