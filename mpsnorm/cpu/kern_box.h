@@ -216,6 +216,84 @@ static void KB(box_sums2)(const KB_T *restrict a, const KB_T *restrict b, int64_
 #undef KB_STEP
 }
 
+/*
+ * The row sums over the mirrored window of the gradient (kern_lcn.h): with
+ * lines wb and cu, the window sums of W = wb + (s - r)*cu about the adjoint
+ * anchors s (a value per block and lane: own[(m - mlo)*N + g]; r the
+ * statistics' anchor of the column's group, stat[(col / L - smlo)*N + g])
+ * and of cu, for the outputs of blocks [mlo, mhi]: out[0] W, out[1] cu.
+ * Columns outside the row are absent. suf: 2 * L vectors.
+ */
+static void KB(box_adjoint)(const KB_T *restrict wb, const KB_T *restrict cu, int64_t e0,
+                            int64_t w, int64_t cl, int64_t L, int64_t mlo, int64_t mhi,
+                            const KB_T *own, const KB_T *stat, int64_t smlo, KB_T *restrict suf,
+                            KB_T *const *out)
+{
+    const int64_t o0 = mlo * L;
+    KB_T *fo = suf, *fu = suf + L * KB_N;
+    int64_t m;
+/* columns [c_a, c_b) (inside the row) in one statistics group: (s - r) fixed */
+#define KB_RUN(c_a, c_b, down, store_at)                                                       \
+    do {                                                                                       \
+        int64_t c_;                                                                            \
+        if ((c_a) < (c_b)) {                                                                   \
+            const KB_V d_ = s_ref - KB_LD(stat + ((c_a) / L - smlo) * KB_N);                   \
+            for (c_ = (down) ? (c_b) - 1 : (c_a); (down) ? c_ >= (c_a) : c_ < (c_b);           \
+                 c_ += (down) ? -1 : 1) {                                                      \
+                const int64_t k_ = (c_ - e0) * KB_N;                                           \
+                const KB_V uv_ = KB_LD(cu + k_);                                               \
+                if (!(down))                                                                   \
+                    store_at(c_ - L + cl);                                                     \
+                so += KB_FMA(d_, uv_, KB_LD(wb + k_));                                         \
+                su += uv_;                                                                     \
+                if (down)                                                                      \
+                    store_at(c_ + cl);                                                         \
+            }                                                                                  \
+        }                                                                                      \
+    } while (0)
+#define KB_SUFFIX_STORE(i)                                                                     \
+    do {                                                                                       \
+        const int64_t k_ = ((i) - base) * KB_N;                                                \
+        KB_ST(fo + k_, so);                                                                    \
+        KB_ST(fu + k_, su);                                                                    \
+    } while (0)
+#define KB_OUT_STORE(i)                                                                        \
+    do {                                                                                       \
+        const int64_t k_ = ((i) - base) * KB_N;                                                \
+        KB_ST(to + k_, KB_LD(fo + k_) + so);                                                   \
+        KB_ST(tu + k_, KB_LD(fu + k_) + su);                                                   \
+    } while (0)
+    for (m = mlo; m <= mhi; ++m) {
+        const KB_V s_ref = KB_LD(own + (m - mlo) * KB_N);
+        const int64_t base = m * L, end = base + L;
+        const int64_t s_hi = kmax(base, kmin(end, cl + w)), s_lo = kmin(s_hi, kmax(base, cl));
+        const int64_t p_lo = kmin(end, kmax(base, cl - L)), p_hi = kmax(p_lo, kmin(end, cl - L + w));
+        KB_V so = KB_BC(0), su = KB_BC(0);
+        KB_T *to = out[0] + (base - o0) * KB_N, *tu = out[1] + (base - o0) * KB_N;
+        int64_t i, split;
+        /* suffixes: outputs [s_lo, s_hi) add column i - cl, from the block's end down */
+        for (i = end - 1; i >= s_hi; --i)
+            KB_SUFFIX_STORE(i);
+        split = kmin(s_hi - cl, kmax(s_lo - cl, (s_hi - cl - 1) / L * L));
+        KB_RUN(split, s_hi - cl, 1, KB_SUFFIX_STORE);
+        KB_RUN(s_lo - cl, split, 1, KB_SUFFIX_STORE);
+        for (i = s_lo - 1; i >= base; --i)
+            KB_SUFFIX_STORE(i);
+        so = su = KB_BC(0);
+        /* prefixes: outputs [p_lo, p_hi) gain column i + L - cl, from the block's start up */
+        for (i = base; i < p_lo; ++i)
+            KB_OUT_STORE(i);
+        split = kmin(p_hi + L - cl, kmax(p_lo + L - cl, (p_lo + L - cl) / L * L + L));
+        KB_RUN(p_lo + L - cl, split, 0, KB_OUT_STORE);
+        KB_RUN(split, p_hi + L - cl, 0, KB_OUT_STORE);
+        for (i = p_hi; i < end; ++i)
+            KB_OUT_STORE(i);
+    }
+#undef KB_RUN
+#undef KB_SUFFIX_STORE
+#undef KB_OUT_STORE
+}
+
 #undef KB
 #undef KB_T
 #undef KB_V

@@ -14,9 +14,11 @@
  *   X rows -> row sums of X - r and (X - r)^2, r the anchors of
  *   kern_lcn_typed.h (rings hxo, hqo, hxp, hqp)
  *   -> vertical sums (v1_pixels) fused with the pixel math
- *   -> G, U and W = c1*G - c2*U*(M - shift) -> row sums over the mirrored
- *   window of W and U (rings hg, hu); Badj is linear, so the two terms that
- *   multiply nothing share one window sum
+ *   -> G, cU = c2*U and Wb = c1*G - cU*(M - r) -> row sums over the
+ *   mirrored window of W = Wb + (s - r)*cU and cU (rings hw, hu), s the
+ *   anchors of the mirrored windows' groups: X*Badj(U) - Badj(U*M) is summed
+ *   as (X - s)*Badj(U) - Badj(U*(M - s)), both factors local; Badj is
+ *   linear, so the terms that multiply nothing share one window sum
  *   -> vertical adjoint sums (v2_combine) fused with dX = ..., rounded to
  *   the dtype.
  * Everything runs in float for float32/float16 data and in double for
@@ -371,8 +373,18 @@ static void KNAME(lcn_rows)(const mpsnorm_lcn_job *job, const mpsnorm_lcn_layout
     st.hxp = lc_make_ring(&st, lay->sums_x_prev, ts);
     st.hqp = lc_make_ring(&st, lay->sums_x2_prev, ts);
     st.gr = lc_make_ring(&st, lay->g_rows, ts);
-    st.hg = lc_make_ring(&st, lay->sums_w, ts);
+    st.hw = lc_make_ring(&st, lay->sums_w, ts);
     st.hu = lc_make_ring(&st, lay->sums_u, ts);
+    /* statistics groups: windows of outputs, reaching up and left; adjoint
+     * groups: mirrored windows, reaching down and right */
+    st.anchors[LC_STATS].up = st.cu;
+    st.anchors[LC_STATS].left = st.cl;
+    st.anchors[LC_STATS].rows = lay->anchor_rows;
+    st.anchors[LC_STATS].nearest = 0;
+    st.anchors[LC_ADJOINT].up = st.cd;
+    st.anchors[LC_ADJOINT].left = st.cr;
+    st.anchors[LC_ADJOINT].rows = lay->anchor_rows + lay->anchor_set_bytes;
+    st.anchors[LC_ADJOINT].nearest = 1;
     st.xptr = (void **)lc_at(&st, lay->x_row_ptrs);
     for (k = 0; k < 4; ++k)
         st.tab[k] = (const void **)lc_at(&st, lay->walk_tables) + (size_t)k * (size_t)lay->walk_rows;
@@ -383,29 +395,17 @@ static void KNAME(lcn_rows)(const mpsnorm_lcn_job *job, const mpsnorm_lcn_layout
     memset(lc_at(&st, lay->zero_row), 0, (size_t)lay->pitch * 8);
     for (k = 0; k < lay->cap; ++k)
         st.xptr[k] = lc_at(&st, lay->zero_row); /* alpha = 0 gradients read no X */
-    {
-        /* the mean of the plane's first (up to) 64 values: the shift depends
-         * on the plane only, whatever rows this call does */
-        double first[64], sum = 0.0;
-        const int64_t m = job->w < 64 ? job->w : 64;
-        int64_t i;
-        io_load_d(job->whole_x->dtype, job->whole_x->data,
-                  io_offset(job->whole_x, st.n, st.c, 0, 0), job->whole_x->strides[3], m, first);
-        for (i = 0; i < m; ++i)
-            sum += first[i];
-        st.shift = sum / (double)m;
-        if (!wide)
-            st.shift = (double)(float)st.shift;
-        if (!isfinite(st.shift))
-            st.shift = 0.0; /* non-finite values reach only their windows */
-    }
     for (c0 = 0; c0 < job->w; c0 += job->tile_columns) {
         const int64_t c1 = kmin(job->w, c0 + job->tile_columns);
         char *cin = (char *)lc_at(&st, lay->cols_inside);
         int64_t i;
         mpsnorm_lcn_tile_of(job, wide ? VD : VF, c0, c1, &st.tile);
-        for (k = 0; k < LC_ANCHOR_SLOTS; ++k)
-            st.anchor_tag[k] = -2; /* no row group: groups are >= -1 */
+        st.anchors[LC_STATS].mlo = st.tile.stat_mlo;
+        st.anchors[LC_STATS].mhi = st.tile.stat_mhi;
+        st.anchors[LC_ADJOINT].mlo = st.tile.adj_mlo;
+        st.anchors[LC_ADJOINT].mhi = st.tile.adj_mhi;
+        for (k = 0; k < LC_ANCHOR_SLOTS; ++k) /* no row group: groups are >= -1 */
+            st.anchors[LC_STATS].tag[k] = st.anchors[LC_ADJOINT].tag[k] = -2;
         /* per column, the window's columns inside the plane */
         for (i = 0; i < lay->pitch; ++i) {
             const int64_t col = st.tile.b0 + i;

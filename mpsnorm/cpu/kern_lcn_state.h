@@ -64,6 +64,20 @@ typedef struct lc_row_plan {
 /* the layout's room for it (C99: no static assertions) */
 typedef char lc_row_plan_fits[sizeof(lc_row_plan) <= MPSNORM_LCN_PLAN_BYTES ? 1 : -1];
 
+/* The anchors of one kind of window group (kern_lcn_typed.h): group (p, m)
+ * is anchored at row (p+1) lh - 1 - up and column (m+1) lw - 1 - left. */
+typedef struct lc_anchor_set {
+    int64_t up, left;
+    int nearest;                 /* outside the plane: the nearest pixel (else 0) */
+    int64_t mlo, mhi;            /* the tile's column groups */
+    size_t rows;                 /* the cached rows: offset in the scratch */
+    int64_t tag[LC_ANCHOR_SLOTS]; /* the row group cached in each slot, or -2 */
+} lc_anchor_set;
+
+/* The statistics' groups (windows of outputs), and the adjoint's (mirrored
+ * windows of outputs). */
+enum { LC_STATS = 0, LC_ADJOINT = 1 };
+
 typedef struct lc_state {
     const mpsnorm_lcn_job *job;
     const mpsnorm_lcn_layout *lay;
@@ -74,18 +88,18 @@ typedef struct lc_state {
     mpsnorm_lcn_tile tile;  /* the column tile: row buffers hold columns [b0, b0 + pitch) */
     int direct_x, direct_dy, direct_out; /* rows used in place in the tensors */
     /* rings: X; row sums of (X - r) and (X - r)^2 about each row's own group's
-     * anchors (o) and about the group before's (p); G; row sums of W, U */
-    lc_ring xr, hxo, hqo, hxp, hqp, gr, hg, hu;
+     * anchors (o) and about the group before's (p); G; row sums over the
+     * mirrored window of W about each row's own adjoint group's anchors, and
+     * of c2*U */
+    lc_ring xr, hxo, hqo, hxp, hqp, gr, hw, hu;
     void **xptr;            /* xptr[r % cap]: X row r (compute type) */
     lc_stream v1, v2;
-    double shift;           /* per plane: X*Badj(U) - Badj(U*M) is summed as
-                               (X - shift)*Badj(U) - Badj(U*(M - shift)) */
     int64_t dy_first;       /* the dY temporaries hold rows from dy_first */
     /* per vertical walk over rows [t_a, t_b): tab[k][P - t_a] the rows it sums
      * (padded row P; a zero row outside the plane), plan[t - t_a] the rest */
     const void **tab[4];
     lc_row_plan *plan;
-    int64_t anchor_tag[LC_ANCHOR_SLOTS]; /* the row group cached in each slot, or -2 */
+    lc_anchor_set anchors[2]; /* LC_STATS, LC_ADJOINT */
     const void *zero;
     void *dummy;
 } lc_state;

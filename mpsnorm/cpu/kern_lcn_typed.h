@@ -57,16 +57,37 @@
 
 #define LCF(name) KCAT(name, LSUFFIX)
 
-/* The anchors of row group p for column groups [m0, m0 + count): dst[m - m0]. */
-static void LCF(lc_anchor_row)(const lc_state *st, int64_t p, int64_t m0, int64_t count, LT *dst)
+/* The anchors of row group p of set `as` for column groups [m0, m0 + count):
+ * dst[m - m0]. An anchor outside the plane is 0 for the statistics (a value
+ * every window of the group holds as padding), the nearest pixel of the
+ * plane for the adjoint (any value serves there; a near one keeps the sums
+ * local). */
+static void LCF(lc_anchor_row)(const lc_state *st, const lc_anchor_set *as, int64_t p, int64_t m0,
+                               int64_t count, LT *dst)
 {
     const mpsnorm_lcn_job *job = st->job;
     const mpsnorm_tensor *x = job->whole_x;
-    const int64_t row = (p + 1) * st->lh - 1 - st->cu;
-    /* column of group m: (m + 1) lw - 1 - cl, inside the plane for m in [ma, mb) */
-    const int64_t ma = kmin(m0 + count, kmax(m0, (st->cl + st->lw) / st->lw - 1));
-    const int64_t mb = kmax(ma, kmin(m0 + count, (job->w + st->cl) / st->lw));
+    const int64_t row = (p + 1) * st->lh - 1 - as->up;
+    /* column of group m: (m + 1) lw - 1 - left, inside the plane for m in [ma, mb) */
+    const int64_t ma = kmin(m0 + count, kmax(m0, (as->left + st->lw) / st->lw - 1));
+    const int64_t mb = kmax(ma, kmin(m0 + count, (job->w + as->left) / st->lw));
     int64_t m;
+    if (as->nearest) {
+        const int64_t j = kmin(job->h - 1, kmax(0, row));
+        LT first = 0, last = 0;
+        LLOAD(x->dtype, x->data, io_offset(x, st->n, st->c, j, 0), x->strides[3], 1, &first);
+        LLOAD(x->dtype, x->data, io_offset(x, st->n, st->c, j, job->w - 1), x->strides[3], 1,
+              &last);
+        for (m = m0; m < ma; ++m)
+            dst[m - m0] = first;
+        if (mb > ma)
+            LLOAD(x->dtype, x->data,
+                  io_offset(x, st->n, st->c, j, (ma + 1) * st->lw - 1 - as->left),
+                  x->strides[3] * st->lw, mb - ma, dst + (ma - m0));
+        for (m = mb; m < m0 + count; ++m)
+            dst[m - m0] = last;
+        return;
+    }
     if (row < 0 || row >= job->h) {
         memset(dst, 0, (size_t)count * sizeof(LT));
         return;
@@ -74,45 +95,49 @@ static void LCF(lc_anchor_row)(const lc_state *st, int64_t p, int64_t m0, int64_
     for (m = m0; m < ma; ++m)
         dst[m - m0] = 0;
     if (mb > ma)
-        LLOAD(x->dtype, x->data, io_offset(x, st->n, st->c, row, (ma + 1) * st->lw - 1 - st->cl),
+        LLOAD(x->dtype, x->data, io_offset(x, st->n, st->c, row, (ma + 1) * st->lw - 1 - as->left),
               x->strides[3] * st->lw, mb - ma, dst + (ma - m0));
     for (m = mb; m < m0 + count; ++m)
         dst[m - m0] = 0;
 }
 
-/* The anchors of row group p for the tile's column groups (from stat_mlo),
- * from the cache: whole vectors, zero past the last group. */
-static const LT *LCF(lc_anchors)(lc_state *st, int64_t p)
+/* The anchors of row group p of set `as` for the tile's column groups (from
+ * as->mlo), from the cache: whole vectors, zero past the last group. */
+static const LT *LCF(lc_anchors)(lc_state *st, lc_anchor_set *as, int64_t p)
 {
     const int64_t slot = p & (LC_ANCHOR_SLOTS - 1);
-    const int64_t count = st->tile.stat_mhi - st->tile.stat_mlo + 1;
+    const int64_t count = as->mhi - as->mlo + 1;
     const int64_t mpad = (count + LN - 1) / LN * LN;
-    LT *row = (LT *)lc_at(st, st->lay->anchor_rows) + slot * st->lay->anchor_pitch;
-    if (st->anchor_tag[slot] != p) {
-        LCF(lc_anchor_row)(st, p, st->tile.stat_mlo, count, row);
+    LT *row = (LT *)lc_at(st, as->rows) + slot * st->lay->anchor_pitch;
+    if (as->tag[slot] != p) {
+        LCF(lc_anchor_row)(st, as, p, as->mlo, count, row);
         memset(row + count, 0, (size_t)(mpad - count) * sizeof(LT));
-        st->anchor_tag[slot] = p;
+        as->tag[slot] = p;
     }
     return row;
 }
 
-/* Per lane g (row r + g) and column group m (from stat_mlo): the anchors of
- * the row's own group (own[m*LN + g]) and of the group before (prev),
- * transposed from the groups' anchor rows. */
-static void LCF(lc_lane_refs)(lc_state *st, int64_t r, LT *own, LT *prev)
+/* Per lane g (row r + g, in row group (r + g + reach) / lh of set `as`) and
+ * column group m (from as->mlo): the anchors of the row's own group
+ * (own[m*LN + g]) and of the group before (prev, unless NULL), transposed
+ * from the groups' anchor rows. */
+static void LCF(lc_lane_refs)(lc_state *st, lc_anchor_set *as, int64_t r, int64_t reach, LT *own,
+                              LT *prev)
 {
     const LT *own_rows[LN], *prev_rows[LN];
-    const int64_t count = st->tile.stat_mhi - st->tile.stat_mlo + 1;
+    const int64_t count = as->mhi - as->mlo + 1;
     const int64_t mpad = (count + LN - 1) / LN * LN;
     int g;
     for (g = 0; g < LN; ++g) {
-        const int64_t p = (r + g + st->cu) / st->lh;
+        const int64_t p = (r + g + reach) / st->lh;
         /* the cache keeps LC_ANCHOR_SLOTS > LN + 1 groups: no pointer goes stale */
-        prev_rows[g] = LCF(lc_anchors)(st, p - 1);
-        own_rows[g] = LCF(lc_anchors)(st, p);
+        if (prev != NULL)
+            prev_rows[g] = LCF(lc_anchors)(st, as, p - 1);
+        own_rows[g] = LCF(lc_anchors)(st, as, p);
     }
     LCF(box_line_in)(own_rows, 0, mpad, own);
-    LCF(box_line_in)(prev_rows, 0, mpad, prev);
+    if (prev != NULL)
+        LCF(box_line_in)(prev_rows, 0, mpad, prev);
 }
 
 /* X rows [r0, r1): row pointers (in place when direct, else converted into
@@ -166,7 +191,7 @@ static void LCF(lc_stats_rows)(lc_state *st, int64_t r0, int64_t r1)
                                                               : (LT *)st->dummy;
         }
         LCF(box_line_in)(src, 0, e_count, line);
-        LCF(lc_lane_refs)(st, r, own, prev);
+        LCF(lc_lane_refs)(st, &st->anchors[LC_STATS], r, st->cu, own, prev);
         if (squares)
             LCF(box_stats)(line, b0, w, st->cl, st->lw, tl->stat_mlo, tl->stat_mhi, own, prev, 1,
                            suf, outs);
@@ -180,8 +205,13 @@ static void LCF(lc_stats_rows)(lc_state *st, int64_t r0, int64_t r1)
     }
 }
 
-/* Row sums over the mirrored window of W and U rows [r0, r1) (temporaries
- * from row `first`) into the rings hg and hu, for the tile's outputs. */
+/*
+ * Row sums over the mirrored window of rows [r0, r1) (temporaries from row
+ * `first`), for the tile's outputs: alpha = 0, of W = c1*G into hw; else,
+ * with cU = c2*U, Wb = c1*G - cU*(M - r) and r each pixel's statistics
+ * anchor, of W = Wb + (s - r)*cU = c1*G - cU*(M - s) about each row's own
+ * adjoint group's anchors s (hw), and of cU (hu): kern_box.h box_adjoint.
+ */
 static void LCF(lc_adjoint_rows)(lc_state *st, int64_t r0, int64_t r1, int64_t first)
 {
     const mpsnorm_lcn_job *job = st->job;
@@ -189,12 +219,16 @@ static void LCF(lc_adjoint_rows)(lc_state *st, int64_t r0, int64_t r1, int64_t f
     const mpsnorm_lcn_tile *tl = &st->tile;
     const int full = job->alpha != 0.0;
     const int64_t pitch = lay->pitch, b0 = tl->b0, o0 = tl->adj_mlo * st->lw;
+    const int64_t count = tl->s_hi - tl->s_lo;
     const LT *wrows = (const LT *)lc_at(st, lay->w_rows), *urows = (const LT *)lc_at(st, lay->u_rows);
     LT *la = (LT *)lc_at(st, lay->line), *lb = la + pitch * LN;
     LT *suf = (LT *)lc_at(st, lay->line_suffix);
-    LT *oa = (LT *)lc_at(st, lay->line_sums), *ob = oa + lay->line_sums_len * LN;
+    LT *own = (LT *)lc_at(st, lay->lane_refs), *stat = own + lay->anchor_pitch * LN;
+    LT *outs[2];
     int64_t r;
     int g;
+    outs[0] = (LT *)lc_at(st, lay->line_sums);
+    outs[1] = outs[0] + lay->line_sums_len * LN;
     for (r = r0; r < r1; r += LN) {
         const LT *sa[LN], *sb[LN];
         LT *da[LN], *db[LN];
@@ -202,37 +236,46 @@ static void LCF(lc_adjoint_rows)(lc_state *st, int64_t r0, int64_t r1, int64_t f
             const int real = r + g < r1;
             sa[g] = real ? wrows + (r + g - first) * pitch : (const LT *)st->zero;
             sb[g] = real && full ? urows + (r + g - first) * pitch : (const LT *)st->zero;
-            da[g] = real ? (LT *)lc_ring_row(&st->hg, r + g) : (LT *)st->dummy;
+            da[g] = real ? (LT *)lc_ring_row(&st->hw, r + g) : (LT *)st->dummy;
             db[g] = real && full ? (LT *)lc_ring_row(&st->hu, r + g) : (LT *)st->dummy;
         }
-        /* W and U hold the statistics' columns [s_lo, s_hi) */
-        LCF(box_line_in)(sa, tl->s_lo - b0, tl->s_hi - tl->s_lo, la);
-        LCF(box_line_in)(sb, tl->s_lo - b0, tl->s_hi - tl->s_lo, lb);
-        LCF(box_sums2)(la, lb, tl->s_lo, job->w, st->cr, st->lw, tl->adj_mlo, tl->adj_mhi, suf, oa,
-                       ob);
-        LCF(box_line_out)(oa + (tl->out_lo - o0) * LN, tl->out_hi - tl->out_lo, da,
+        /* W and cU hold the statistics' columns [s_lo, s_hi) */
+        LCF(box_line_in)(sa, tl->s_lo - b0, count, la);
+        if (full) {
+            LCF(box_line_in)(sb, tl->s_lo - b0, count, lb);
+            /* the rows' own adjoint groups; their statistics groups as outputs */
+            LCF(lc_lane_refs)(st, &st->anchors[LC_ADJOINT], r, st->cd, own, NULL);
+            LCF(lc_lane_refs)(st, &st->anchors[LC_STATS], r, 0, stat, NULL);
+            LCF(box_adjoint)(la, lb, tl->s_lo, job->w, st->cr, st->lw, tl->adj_mlo, tl->adj_mhi,
+                             own, stat, tl->stat_mlo, suf, outs);
+        } else {
+            LCF(box_sums2)(la, la, tl->s_lo, job->w, st->cr, st->lw, tl->adj_mlo, tl->adj_mhi, suf,
+                           outs[0], outs[1]);
+        }
+        LCF(box_line_out)(outs[0] + (tl->out_lo - o0) * LN, tl->out_hi - tl->out_lo, da,
                           tl->out_lo - b0);
         if (full)
-            LCF(box_line_out)(ob + (tl->out_lo - o0) * LN, tl->out_hi - tl->out_lo, db,
+            LCF(box_line_out)(outs[1] + (tl->out_lo - o0) * LN, tl->out_hi - tl->out_lo, db,
                               tl->out_lo - b0);
     }
 }
 
-/* The references of row groups [g0, g1], one per column: row k of rexp holds
- * group g0 + k's anchor of each statistics column's group. */
-static void LCF(lc_expand_refs)(lc_state *st, int64_t g0, int64_t g1)
+/* The anchors of output row groups [g0, g1] of set `as`, one per column of
+ * [lo, hi) (output column q in column group q / lw): row k of the
+ * references holds group g0 + k's. */
+static void LCF(lc_expand_refs)(lc_state *st, lc_anchor_set *as, int64_t g0, int64_t g1,
+                                int64_t lo, int64_t hi)
 {
-    const mpsnorm_lcn_tile *tl = &st->tile;
-    const int64_t pitch = st->lay->pitch, b0 = tl->b0;
+    const int64_t pitch = st->lay->pitch, b0 = st->tile.b0;
     LT *rexp = (LT *)lc_at(st, st->lay->refs_by_column);
     int64_t p, i, m;
     for (p = g0; p <= g1; ++p) {
         LT *row = rexp + (p - g0) * pitch;
-        const LT *a = LCF(lc_anchors)(st, p);
-        for (i = tl->s_lo, m = tl->s_lo / st->lw; i < tl->s_hi; ++m) {
-            const int64_t end = kmin(tl->s_hi, (m + 1) * st->lw);
+        const LT *a = LCF(lc_anchors)(st, as, p);
+        for (i = lo, m = lo / st->lw; i < hi; ++m) {
+            const int64_t end = kmin(hi, (m + 1) * st->lw);
             for (; i < end; ++i)
-                row[i - b0] = a[m - tl->stat_mlo];
+                row[i - b0] = a[m - as->mlo];
         }
     }
 }
@@ -250,7 +293,7 @@ typedef struct LCF(lc_walk) {
     int64_t t_a, t_b, len, pitch;
     int64_t col_lo, col_hi; /* columns walked (buffer columns, whole vectors) */
     int two; /* a second quantity is summed */
-    LV inv, count, p0, shift, pm, ps, alpha, delta, psd, c1, c2;
+    LV inv, count, p0, pm, ps, alpha, delta, psd, c1, c2;
     LT beta;
 } LCF(lc_walk);
 
@@ -382,11 +425,11 @@ SIMD_INLINE void LCF(v1_tile)(const LCF(lc_walk) *wk, int64_t i, const int K, co
                     const LV gy = LLD((const LT *)rp->dy + i + k * LN);
                     const LV uu = gy * av * LD_OVER_T(POWER, d, tt);
                     const LV gg = gy * d;
+                    const LV cu = wk->c2 * uu;
                     LST((LT *)rp->g + i + k * LN, gg);
-                    LST((LT *)rp->u + i + k * LN, uu);
-                    /* W = c1*G - c2*U*(M - shift): one adjoint sum for both */
-                    LST((LT *)rp->w + i + k * LN,
-                        wk->c1 * gg - wk->c2 * (uu * ((r - wk->shift) + md)));
+                    LST((LT *)rp->u + i + k * LN, cu);
+                    /* Wb = c1*G - cU*(M - r): the adjoint's sums add (s - r)*cU */
+                    LST((LT *)rp->w + i + k * LN, wk->c1 * gg - cu * md);
                 } else {
                     LST((LT *)rp->out + i + k * LN, wk->pm + wk->ps * av * d);
                 }
@@ -443,7 +486,6 @@ static void LCF(v1_pixels)(lc_state *st, int64_t t_a, int64_t t_b, LT *const *ou
     wk.inv = LBC((LT)(1.0 / job->count));
     wk.count = LBC((LT)job->count);
     wk.p0 = LBC((LT)job->p0);
-    wk.shift = LBC((LT)st->shift);
     wk.pm = LBC((LT)job->pm);
     wk.ps = LBC((LT)job->ps);
     wk.alpha = LBC((LT)job->alpha);
@@ -456,7 +498,8 @@ static void LCF(v1_pixels)(lc_state *st, int64_t t_a, int64_t t_b, LT *const *ou
     if (!squares) {
         suffix[1] = prefix[1] = NULL;
     }
-    LCF(lc_expand_refs)(st, t_a / st->lh, (t_b - 1) / st->lh);
+    LCF(lc_expand_refs)(st, &st->anchors[LC_STATS], t_a / st->lh, (t_b - 1) / st->lh,
+                        st->tile.s_lo, st->tile.s_hi);
     lc_plan_walk(st, t_a, t_b, st->cu, suffix, prefix, st->v1.block,
                  (const char *)lc_at(st, lay->refs_by_column), (void *const *)out_rows);
     if (!squares) {
@@ -497,8 +540,11 @@ static void LCF(v1_pixels)(lc_state *st, int64_t t_a, int64_t t_b, LT *const *ou
 
 /*
  * Adjoint sums of output rows [t_a, t_b) (stream v2 over the row sums of
- * W = c1*G - c2*U*(M - shift) and of U) and
- * dX = ps*(G - Badj(W) - c2*(X - shift)*Badj(U)) into out rows, for K column
+ * W = c1*G - c2*U*(M - s) and of cU = c2*U, s the anchors of the rows'
+ * adjoint groups) and dX = ps*(G - Badj(W) - (X - s)*Badj(cU)) into out
+ * rows: the suffix part of Badj(cU) is about the anchors of the output's
+ * group, the prefix part about the next group's, as the sums of W are
+ * (per pixel, W + (X - s)*cU = c1*G + cU*(X - M) whatever s). For K column
  * vectors from column i; FULL (alpha != 0) a constant where it is inlined.
  */
 SIMD_INLINE void LCF(v2_tile)(const LCF(lc_walk) *wk, int64_t i, const int K, const int FULL)
@@ -514,6 +560,7 @@ SIMD_INLINE void LCF(v2_tile)(const LCF(lc_walk) *wk, int64_t i, const int K, co
     for (t = t_a; t < t_b; ++t) {
         const lc_row_plan *rp = wk->plan + (t - t_a);
         const LT *grow = (const LT *)rp->g + i, *xrow = (const LT *)rp->x + i;
+        const LT *srow = (const LT *)rp->refs + i, *snext = srow + wk->pitch;
         LT *orow = (LT *)rp->out + i;
         const LT *s1, *s2;
         if (rp->kind == LC_BLOCK) {
@@ -537,8 +584,11 @@ SIMD_INLINE void LCF(v2_tile)(const LCF(lc_walk) *wk, int64_t i, const int K, co
 #endif
         for (k = 0; k < K; ++k) {
             LV res = LLD(grow + k * LN) - (LLD(s1 + k * LN) + pg[k]);
-            if (FULL)
-                res -= wk->c2 * ((LLD(xrow + k * LN) - wk->shift) * (LLD(s2 + k * LN) + pu[k]));
+            if (FULL) { /* the sums are of cU = c2*U, each part about its rows' anchors */
+                const LV xv = LLD(xrow + k * LN);
+                res -= (xv - LLD(srow + k * LN)) * LLD(s2 + k * LN) +
+                       (xv - LLD(snext + k * LN)) * pu[k];
+            }
             LST(orow + k * LN, wk->ps * res);
         }
     }
@@ -553,7 +603,7 @@ static void LCF(v2_combine)(lc_state *st, int64_t t_a, int64_t t_b, LT *const *o
     const mpsnorm_lcn_job *job = st->job;
     const mpsnorm_lcn_layout *lay = st->lay;
     const int full = job->alpha != 0.0;
-    const lc_ring *sums[2] = {&st->hg, full ? &st->hu : NULL};
+    const lc_ring *sums[2] = {&st->hw, full ? &st->hu : NULL};
     LCF(lc_walk) wk;
 
     LCF(lc_walk_init)(st, &wk, t_a, t_b, lay->adj_suffix, lay->adj_prefix, full);
@@ -561,8 +611,12 @@ static void LCF(v2_combine)(lc_state *st, int64_t t_a, int64_t t_b, LT *const *o
     wk.col_hi = st->tile.out_hi - st->tile.b0;
     wk.ps = LBC((LT)job->ps);
     wk.c2 = LBC((LT)(2.0 * job->alpha * job->beta / job->count));
-    wk.shift = LBC((LT)st->shift);
-    lc_plan_walk(st, t_a, t_b, st->cd, sums, sums, st->v2.block, NULL, (void *const *)out_rows);
+    if (full)
+        LCF(lc_expand_refs)(st, &st->anchors[LC_ADJOINT], t_a / st->lh, (t_b - 1) / st->lh + 1,
+                            st->tile.out_lo, st->tile.out_hi);
+    lc_plan_walk(st, t_a, t_b, st->cd, sums, sums, st->v2.block,
+                 full ? (const char *)lc_at(st, lay->refs_by_column) : NULL,
+                 (void *const *)out_rows);
     if (full)
         LC_TILES(LCF(v2_tile), 1);
     else

@@ -122,11 +122,12 @@ typedef struct mpsnorm_lcn_layout {
     size_t stat_suffix, stat_prefix;            /* vertical statistics: 2 len rows, 2 rows */
     size_t refs_by_column, cols_inside;         /* groups rows; one row */
     int64_t anchor_pitch;                       /* elements of a row of anchors */
-    size_t anchor_rows, lane_refs;              /* cached rows of anchors; per-lane anchors (2) */
+    size_t anchor_set_bytes;                    /* bytes of one set's cached rows */
+    size_t anchor_rows, lane_refs;              /* cached rows of anchors (2 sets); per-lane (2) */
     size_t walk_tables, walk_plan;              /* a vertical walk's 4 row tables, its plan */
     size_t dy_rows;                             /* temporaries */
-    size_t g_rows, sums_w, sums_u;              /* rings: G, row sums of W and of U */
-    size_t u_rows, w_rows;                      /* temporaries: U, W */
+    size_t g_rows, sums_w, sums_u;              /* rings: G, row sums of W and of c2*U */
+    size_t u_rows, w_rows;                      /* temporaries: c2*U, W */
     size_t out_rows;                            /* strip rows */
     size_t adj_suffix, adj_prefix;              /* vertical adjoint sums: 2 len rows, 2 rows */
     size_t line, line_suffix, line_sums;        /* row sums: 2 lines, 4 suffix blocks, 4 lines */

@@ -171,7 +171,8 @@ int64_t mpsnorm_lcn_layout_of(const mpsnorm_lcn_job *job, mpsnorm_lcn_layout *la
     SECTION(stat_prefix, rows_bytes(2, pitch, ts));
     SECTION(refs_by_column, rows_bytes(groups, pitch, ts));
     SECTION(cols_inside, rows_bytes(1, pitch, ts));
-    SECTION(anchor_rows, rows_bytes(MPSNORM_LCN_ANCHOR_SLOTS, lay->anchor_pitch, ts));
+    lay->anchor_set_bytes = (size_t)rows_bytes(MPSNORM_LCN_ANCHOR_SLOTS, lay->anchor_pitch, ts);
+    SECTION(anchor_rows, 2 * (int64_t)lay->anchor_set_bytes);
     SECTION(lane_refs, rows_bytes(2 * lay->anchor_pitch, 1, LCN_VECTOR_BYTES));
     SECTION(walk_tables, rows_bytes(4 * walk, 1, (int64_t)sizeof(void *)));
     SECTION(walk_plan, rows_bytes(walk, 1, MPSNORM_LCN_PLAN_BYTES));
