@@ -76,19 +76,53 @@ static void KB(box_line_out)(const KB_T *restrict line, int64_t count, KB_T *con
 }
 
 /*
+ * The loops of block m of a sweep (every sweep below): with base = m*L and
+ * end = base + L, the suffixes from the block's end down (output i adds
+ * column i - cl where that is inside the row), then RESET(), the prefixes
+ * from the block's start up (output i is stored, then the next block's
+ * column i + L - cl is added, where inside the row). STEP(col) adds a
+ * column to the running sums, SUFFIX(i) and OUT(i) store output i's.
+ */
+#define KB_BLOCK(STEP, SUFFIX, OUT, RESET)                                                     \
+    do {                                                                                       \
+        const int64_t s_hi_ = kmax(base, kmin(end, cl + w));                                   \
+        const int64_t s_lo_ = kmin(s_hi_, kmax(base, cl));                                     \
+        const int64_t p_lo_ = kmin(end, kmax(base, cl - L));                                   \
+        const int64_t p_hi_ = kmax(p_lo_, kmin(end, cl - L + w));                              \
+        int64_t i_;                                                                            \
+        for (i_ = end - 1; i_ >= s_hi_; --i_)                                                  \
+            SUFFIX(i_);                                                                        \
+        for (; i_ >= s_lo_; --i_) {                                                            \
+            STEP(i_ - cl);                                                                     \
+            SUFFIX(i_);                                                                        \
+        }                                                                                      \
+        for (; i_ >= base; --i_)                                                               \
+            SUFFIX(i_);                                                                        \
+        RESET();                                                                               \
+        for (i_ = base; i_ < p_lo_; ++i_)                                                      \
+            OUT(i_);                                                                           \
+        for (; i_ < p_hi_; ++i_) {                                                             \
+            OUT(i_);                                                                           \
+            STEP(i_ + L - cl);                                                                 \
+        }                                                                                      \
+        for (; i_ < end; ++i_)                                                                 \
+            OUT(i_);                                                                           \
+    } while (0)
+
+/*
  * The window statistics of one line: for the outputs of blocks [mlo, mhi],
  * with v = x - ref (ref: a value per block and lane), the window sums of v
  * and (squares) of v*v, once with the references `own` and once with `prev`
  * (the two row groups a row's sums serve, kern_lcn.h; KB_N lanes a block).
- * Line e holds columns
- * [e0, ...), out[q] outputs [mlo*L, ...): q = 0, 1 the sums of v and v*v
- * about own, q = 2, 3 about prev. suf: 4 * L vectors.
+ * Line e holds columns [e0, ...), out[q] outputs [mlo*L, ...): q = 0, 1 the
+ * sums of v and v*v about own, q = 2, 3 about prev. suf: 4 * L vectors.
  */
 SIMD_INLINE void KB(box_stats)(const KB_T *restrict e, int64_t e0, int64_t w, int64_t cl, int64_t L,
-                          int64_t mlo, int64_t mhi, const KB_T *own, const KB_T *prev,
-                          int squares, KB_T *restrict suf, KB_T *const *out)
+                               int64_t mlo, int64_t mhi, const KB_T *own, const KB_T *prev,
+                               int squares, KB_T *restrict suf, KB_T *const *out)
 {
     const int64_t o0 = mlo * L;
+    KB_T *so = suf, *sq = suf + L * KB_N, *sp = suf + 2 * L * KB_N, *sr = suf + 3 * L * KB_N;
     int64_t m;
 /* v about both references, into the four running sums */
 #define KB_STEP(col)                                                                           \
@@ -101,7 +135,7 @@ SIMD_INLINE void KB(box_stats)(const KB_T *restrict e, int64_t e0, int64_t w, in
             qp = KB_FMA(vp_, vp_, qp);                                                         \
         }                                                                                      \
     } while (0)
-#define KB_SUFFIX_STORE(i)                                                                     \
+#define KB_SUF_AT(i)                                                                           \
     do {                                                                                       \
         const int64_t k_ = ((i) - base) * KB_N;                                                \
         KB_ST(so + k_, xo);                                                                    \
@@ -111,7 +145,7 @@ SIMD_INLINE void KB(box_stats)(const KB_T *restrict e, int64_t e0, int64_t w, in
             KB_ST(sr + k_, qp);                                                                \
         }                                                                                      \
     } while (0)
-#define KB_OUT_STORE(i)                                                                        \
+#define KB_OUT_AT(i)                                                                              \
     do {                                                                                       \
         const int64_t k_ = ((i) - base) * KB_N;                                                \
         KB_ST(ox + k_, KB_LD(so + k_) + xo);                                                   \
@@ -121,41 +155,19 @@ SIMD_INLINE void KB(box_stats)(const KB_T *restrict e, int64_t e0, int64_t w, in
             KB_ST(pq + k_, KB_LD(sr + k_) + qp);                                               \
         }                                                                                      \
     } while (0)
+#define KB_RESET() (xo = qo = xp = qp = KB_BC(0))
     for (m = mlo; m <= mhi; ++m) {
         const KB_V ro = KB_LD(own + (m - mlo) * KB_N), rp = KB_LD(prev + (m - mlo) * KB_N);
         const int64_t base = m * L, end = base + L;
-        /* outputs whose suffix starts in the row: i - cl in [0, w) */
-        const int64_t s_hi = kmax(base, kmin(end, cl + w)), s_lo = kmin(s_hi, kmax(base, cl));
-        /* outputs whose prefix gains a column: i + L - cl in [0, w) */
-        const int64_t p_lo = kmin(end, kmax(base, cl - L)), p_hi = kmax(p_lo, kmin(end, cl - L + w));
-        KB_V xo = KB_BC(0), qo = KB_BC(0), xp = KB_BC(0), qp = KB_BC(0);
-        KB_T *so = suf, *sq = suf + L * KB_N, *sp = suf + 2 * L * KB_N, *sr = suf + 3 * L * KB_N;
         KB_T *ox = out[0] + (base - o0) * KB_N, *oq = out[1] + (base - o0) * KB_N;
         KB_T *px = out[2] + (base - o0) * KB_N, *pq = out[3] + (base - o0) * KB_N;
-        int64_t i;
-        /* suffixes, from the block's end down: outputs [s_lo, s_hi) add their column */
-        for (i = end - 1; i >= s_hi; --i)
-            KB_SUFFIX_STORE(i);
-        for (; i >= s_lo; --i) {
-            KB_STEP(i - cl);
-            KB_SUFFIX_STORE(i);
-        }
-        for (; i >= base; --i)
-            KB_SUFFIX_STORE(i);
-        xo = qo = xp = qp = KB_BC(0);
-        /* prefixes, from the block's start up: outputs [p_lo, p_hi) gain a column */
-        for (i = base; i < p_lo; ++i)
-            KB_OUT_STORE(i);
-        for (; i < p_hi; ++i) {
-            KB_OUT_STORE(i);
-            KB_STEP(i + L - cl);
-        }
-        for (; i < end; ++i)
-            KB_OUT_STORE(i);
+        KB_V xo = KB_BC(0), qo = KB_BC(0), xp = KB_BC(0), qp = KB_BC(0);
+        KB_BLOCK(KB_STEP, KB_SUF_AT, KB_OUT_AT, KB_RESET);
     }
-#undef KB_SUFFIX_STORE
-#undef KB_OUT_STORE
 #undef KB_STEP
+#undef KB_SUF_AT
+#undef KB_OUT_AT
+#undef KB_RESET
 }
 
 /*
@@ -175,45 +187,28 @@ static void KB(box_sums2)(const KB_T *restrict a, const KB_T *restrict b, int64_
         sa += KB_LD(a + ((col) - e0) * KB_N);                                                  \
         sb += KB_LD(b + ((col) - e0) * KB_N);                                                  \
     } while (0)
-#define KB_SUFFIX_STORE(i)                                                                     \
+#define KB_SUF_AT(i)                                                                           \
     do {                                                                                       \
         KB_ST(fa + ((i) - base) * KB_N, sa);                                                   \
         KB_ST(fb + ((i) - base) * KB_N, sb);                                                   \
     } while (0)
-#define KB_OUT_STORE(i)                                                                        \
+#define KB_OUT_AT(i)                                                                              \
     do {                                                                                       \
         const int64_t k_ = ((i) - base) * KB_N;                                                \
         KB_ST(ta + k_, KB_LD(fa + k_) + sa);                                                   \
         KB_ST(tb + k_, KB_LD(fb + k_) + sb);                                                   \
     } while (0)
+#define KB_RESET() (sa = sb = KB_BC(0))
     for (m = mlo; m <= mhi; ++m) {
         const int64_t base = m * L, end = base + L;
-        const int64_t s_hi = kmax(base, kmin(end, cl + w)), s_lo = kmin(s_hi, kmax(base, cl));
-        const int64_t p_lo = kmin(end, kmax(base, cl - L)), p_hi = kmax(p_lo, kmin(end, cl - L + w));
-        KB_V sa = KB_BC(0), sb = KB_BC(0);
         KB_T *ta = oa + (base - o0) * KB_N, *tb = ob + (base - o0) * KB_N;
-        int64_t i;
-        for (i = end - 1; i >= s_hi; --i)
-            KB_SUFFIX_STORE(i);
-        for (; i >= s_lo; --i) {
-            KB_STEP(i - cl);
-            KB_SUFFIX_STORE(i);
-        }
-        for (; i >= base; --i)
-            KB_SUFFIX_STORE(i);
-        sa = sb = KB_BC(0);
-        for (i = base; i < p_lo; ++i)
-            KB_OUT_STORE(i);
-        for (; i < p_hi; ++i) {
-            KB_OUT_STORE(i);
-            KB_STEP(i + L - cl);
-        }
-        for (; i < end; ++i)
-            KB_OUT_STORE(i);
+        KB_V sa = KB_BC(0), sb = KB_BC(0);
+        KB_BLOCK(KB_STEP, KB_SUF_AT, KB_OUT_AT, KB_RESET);
     }
-#undef KB_SUFFIX_STORE
-#undef KB_OUT_STORE
 #undef KB_STEP
+#undef KB_SUF_AT
+#undef KB_OUT_AT
+#undef KB_RESET
 }
 
 /*
@@ -232,68 +227,47 @@ static void KB(box_adjoint)(const KB_T *restrict wb, const KB_T *restrict cu, in
     const int64_t o0 = mlo * L;
     KB_T *fo = suf, *fu = suf + L * KB_N;
     int64_t m;
-/* columns [c_a, c_b) (inside the row) in one statistics group: (s - r) fixed */
-#define KB_RUN(c_a, c_b, down, store_at)                                                       \
+/* (s - r) is fixed over a statistics group's columns [g_lo, g_lo + L) */
+#define KB_STEP(col)                                                                           \
     do {                                                                                       \
-        int64_t c_;                                                                            \
-        if ((c_a) < (c_b)) {                                                                   \
-            const KB_V d_ = s_ref - KB_LD(stat + ((c_a) / L - smlo) * KB_N);                   \
-            for (c_ = (down) ? (c_b) - 1 : (c_a); (down) ? c_ >= (c_a) : c_ < (c_b);           \
-                 c_ += (down) ? -1 : 1) {                                                      \
-                const int64_t k_ = (c_ - e0) * KB_N;                                           \
-                const KB_V uv_ = KB_LD(cu + k_);                                               \
-                if (!(down))                                                                   \
-                    store_at(c_ - L + cl);                                                     \
-                so += KB_FMA(d_, uv_, KB_LD(wb + k_));                                         \
-                su += uv_;                                                                     \
-                if (down)                                                                      \
-                    store_at(c_ + cl);                                                         \
-            }                                                                                  \
+        const int64_t c_ = (col), k_ = (c_ - e0) * KB_N;                                       \
+        KB_V uv_;                                                                              \
+        if (c_ < g_lo || c_ >= g_lo + L) {                                                     \
+            g_lo = c_ / L * L;                                                                 \
+            d = s_ref - KB_LD(stat + (c_ / L - smlo) * KB_N);                                  \
         }                                                                                      \
+        uv_ = KB_LD(cu + k_);                                                                  \
+        so += KB_FMA(d, uv_, KB_LD(wb + k_));                                                  \
+        su += uv_;                                                                             \
     } while (0)
-#define KB_SUFFIX_STORE(i)                                                                     \
+#define KB_SUF_AT(i)                                                                           \
     do {                                                                                       \
         const int64_t k_ = ((i) - base) * KB_N;                                                \
         KB_ST(fo + k_, so);                                                                    \
         KB_ST(fu + k_, su);                                                                    \
     } while (0)
-#define KB_OUT_STORE(i)                                                                        \
+#define KB_OUT_AT(i)                                                                              \
     do {                                                                                       \
         const int64_t k_ = ((i) - base) * KB_N;                                                \
         KB_ST(to + k_, KB_LD(fo + k_) + so);                                                   \
         KB_ST(tu + k_, KB_LD(fu + k_) + su);                                                   \
     } while (0)
+#define KB_RESET() (so = su = KB_BC(0))
     for (m = mlo; m <= mhi; ++m) {
         const KB_V s_ref = KB_LD(own + (m - mlo) * KB_N);
         const int64_t base = m * L, end = base + L;
-        const int64_t s_hi = kmax(base, kmin(end, cl + w)), s_lo = kmin(s_hi, kmax(base, cl));
-        const int64_t p_lo = kmin(end, kmax(base, cl - L)), p_hi = kmax(p_lo, kmin(end, cl - L + w));
-        KB_V so = KB_BC(0), su = KB_BC(0);
         KB_T *to = out[0] + (base - o0) * KB_N, *tu = out[1] + (base - o0) * KB_N;
-        int64_t i, split;
-        /* suffixes: outputs [s_lo, s_hi) add column i - cl, from the block's end down */
-        for (i = end - 1; i >= s_hi; --i)
-            KB_SUFFIX_STORE(i);
-        split = kmin(s_hi - cl, kmax(s_lo - cl, (s_hi - cl - 1) / L * L));
-        KB_RUN(split, s_hi - cl, 1, KB_SUFFIX_STORE);
-        KB_RUN(s_lo - cl, split, 1, KB_SUFFIX_STORE);
-        for (i = s_lo - 1; i >= base; --i)
-            KB_SUFFIX_STORE(i);
-        so = su = KB_BC(0);
-        /* prefixes: outputs [p_lo, p_hi) gain column i + L - cl, from the block's start up */
-        for (i = base; i < p_lo; ++i)
-            KB_OUT_STORE(i);
-        split = kmin(p_hi + L - cl, kmax(p_lo + L - cl, (p_lo + L - cl) / L * L + L));
-        KB_RUN(p_lo + L - cl, split, 0, KB_OUT_STORE);
-        KB_RUN(split, p_hi + L - cl, 0, KB_OUT_STORE);
-        for (i = p_hi; i < end; ++i)
-            KB_OUT_STORE(i);
+        KB_V so = KB_BC(0), su = KB_BC(0), d = KB_BC(0);
+        int64_t g_lo = -L - 1; /* no group yet: the first column sets one */
+        KB_BLOCK(KB_STEP, KB_SUF_AT, KB_OUT_AT, KB_RESET);
     }
-#undef KB_RUN
-#undef KB_SUFFIX_STORE
-#undef KB_OUT_STORE
+#undef KB_STEP
+#undef KB_SUF_AT
+#undef KB_OUT_AT
+#undef KB_RESET
 }
 
+#undef KB_BLOCK
 #undef KB
 #undef KB_T
 #undef KB_V

@@ -359,6 +359,29 @@ static void LCF(lc_block_start_one1)(const LCF(lc_walk) *wk, int64_t t, int64_t 
               : ((TWO) ? LCF(lc_block_start_tile2)(wk, t, i)                                    \
                        : LCF(lc_block_start_tile1)(wk, t, i)))
 
+/* Output row t of a walk, for K column vectors from column i: at the walk's
+ * first row of a block, the block's suffix sums and the prefix sums so far
+ * (into p1, p2), else the prefix sums gain row t + len - 1. */
+SIMD_INLINE void LCF(lc_walk_advance)(const LCF(lc_walk) *wk, const lc_row_plan *rp, int64_t t,
+                                      int64_t i, const int K, const int TWO, LV *p1, LV *p2)
+{
+    int k;
+    if (rp->kind == LC_BLOCK) {
+        LC_BLOCK_START(wk, t, i, K, TWO);
+        for (k = 0; k < K; ++k) {
+            p1[k] = LLD(wk->pre1 + i + k * LN);
+            p2[k] = LLD(wk->pre2 + i + k * LN);
+        }
+    } else {
+        const LT *h1 = (const LT *)rp->add1 + i, *h2 = (const LT *)rp->add2 + i;
+        for (k = 0; k < K; ++k) {
+            p1[k] += LLD(h1 + k * LN);
+            if (TWO)
+                p2[k] += LLD(h2 + k * LN);
+        }
+    }
+}
+
 /*
  * Statistics of output rows [t_a, t_b) (stream v1; suffixes from the rows'
  * sums about their own group's anchors, prefixes from their sums about the
@@ -388,20 +411,7 @@ SIMD_INLINE void LCF(v1_tile)(const LCF(lc_walk) *wk, int64_t i, const int K, co
         const lc_row_plan *rp = wk->plan + (t - t_a);
         const LT *s1, *s2, *xrow = (const LT *)rp->x + i, *rrow = (const LT *)rp->refs + i;
         LV rin;
-        if (rp->kind == LC_BLOCK) {
-            LC_BLOCK_START(wk, t, i, K, two);
-            for (k = 0; k < K; ++k) {
-                px[k] = LLD(wk->pre1 + i + k * LN);
-                pq[k] = LLD(wk->pre2 + i + k * LN);
-            }
-        } else {
-            const LT *h1 = (const LT *)rp->add1 + i, *h2 = (const LT *)rp->add2 + i;
-            for (k = 0; k < K; ++k) {
-                px[k] += LLD(h1 + k * LN);
-                if (two)
-                    pq[k] += LLD(h2 + k * LN);
-            }
-        }
+        LCF(lc_walk_advance)(wk, rp, t, i, K, two, px, pq);
         s1 = wk->suf1 + rp->suffix + i;
         s2 = wk->suf2 + rp->suffix + i;
         rin = LBC((LT)rp->rows_in);
@@ -502,39 +512,31 @@ static void LCF(v1_pixels)(lc_state *st, int64_t t_a, int64_t t_b, LT *const *ou
                         st->tile.s_lo, st->tile.s_hi);
     lc_plan_walk(st, t_a, t_b, st->cu, suffix, prefix, st->v1.block,
                  (const char *)lc_at(st, lay->refs_by_column), (void *const *)out_rows);
-    if (!squares) {
+/* the tiles with MODE, and the job's power as a constant */
+#define LC_V1_TILES(MODE)                                                                      \
+    do {                                                                                       \
+        switch (job->power) {                                                                  \
+        case MPSNORM_POWER_RSQRT:                                                              \
+            LC_TILES(LCF(v1_tile), MODE, MPSNORM_POWER_RSQRT);                                 \
+            break;                                                                             \
+        case MPSNORM_POWER_RECIPROCAL:                                                         \
+            LC_TILES(LCF(v1_tile), MODE, MPSNORM_POWER_RECIPROCAL);                            \
+            break;                                                                             \
+        case MPSNORM_POWER_THREE_QUARTERS:                                                     \
+            LC_TILES(LCF(v1_tile), MODE, MPSNORM_POWER_THREE_QUARTERS);                        \
+            break;                                                                             \
+        default:                                                                               \
+            LC_TILES(LCF(v1_tile), MODE, MPSNORM_POWER_GENERAL);                               \
+            break;                                                                             \
+        }                                                                                      \
+    } while (0)
+    if (!squares)
         LC_TILES(LCF(v1_tile), LC_FORWARD_PLAIN, MPSNORM_POWER_GENERAL);
-    } else if (job->gradient) {
-        switch (job->power) {
-        case MPSNORM_POWER_RSQRT:
-            LC_TILES(LCF(v1_tile), LC_GRADIENT, MPSNORM_POWER_RSQRT);
-            break;
-        case MPSNORM_POWER_RECIPROCAL:
-            LC_TILES(LCF(v1_tile), LC_GRADIENT, MPSNORM_POWER_RECIPROCAL);
-            break;
-        case MPSNORM_POWER_THREE_QUARTERS:
-            LC_TILES(LCF(v1_tile), LC_GRADIENT, MPSNORM_POWER_THREE_QUARTERS);
-            break;
-        default:
-            LC_TILES(LCF(v1_tile), LC_GRADIENT, MPSNORM_POWER_GENERAL);
-            break;
-        }
-    } else {
-        switch (job->power) {
-        case MPSNORM_POWER_RSQRT:
-            LC_TILES(LCF(v1_tile), LC_FORWARD, MPSNORM_POWER_RSQRT);
-            break;
-        case MPSNORM_POWER_RECIPROCAL:
-            LC_TILES(LCF(v1_tile), LC_FORWARD, MPSNORM_POWER_RECIPROCAL);
-            break;
-        case MPSNORM_POWER_THREE_QUARTERS:
-            LC_TILES(LCF(v1_tile), LC_FORWARD, MPSNORM_POWER_THREE_QUARTERS);
-            break;
-        default:
-            LC_TILES(LCF(v1_tile), LC_FORWARD, MPSNORM_POWER_GENERAL);
-            break;
-        }
-    }
+    else if (job->gradient)
+        LC_V1_TILES(LC_GRADIENT);
+    else
+        LC_V1_TILES(LC_FORWARD);
+#undef LC_V1_TILES
     st->v1.block = (t_b - 1) / st->lh;
 }
 
@@ -563,20 +565,7 @@ SIMD_INLINE void LCF(v2_tile)(const LCF(lc_walk) *wk, int64_t i, const int K, co
         const LT *srow = (const LT *)rp->refs + i, *snext = srow + wk->pitch;
         LT *orow = (LT *)rp->out + i;
         const LT *s1, *s2;
-        if (rp->kind == LC_BLOCK) {
-            LC_BLOCK_START(wk, t, i, K, FULL);
-            for (k = 0; k < K; ++k) {
-                pg[k] = LLD(wk->pre1 + i + k * LN);
-                pu[k] = LLD(wk->pre2 + i + k * LN);
-            }
-        } else {
-            const LT *h1 = (const LT *)rp->add1 + i, *h2 = (const LT *)rp->add2 + i;
-            for (k = 0; k < K; ++k) {
-                pg[k] += LLD(h1 + k * LN);
-                if (FULL)
-                    pu[k] += LLD(h2 + k * LN);
-            }
-        }
+        LCF(lc_walk_advance)(wk, rp, t, i, K, FULL, pg, pu);
         s1 = wk->suf1 + rp->suffix + i;
         s2 = wk->suf2 + rp->suffix + i;
 #if defined(__GNUC__) || defined(__clang__)

@@ -165,25 +165,35 @@ static inline int64_t mpsnorm_ceil_to(int64_t v, int64_t a)
     return (v + a - 1) / a * a;
 }
 
+/* The blocks [*mlo, *mhi] of row sums (kern_box.h) that hold outputs [lo,
+ * hi) of a window reaching `reach` columns to the left, `len` long, and the
+ * columns [*in_lo, *in_hi) of a row of w they read. */
+static inline void mpsnorm_lcn_blocks_of(int64_t lo, int64_t hi, int64_t len, int64_t reach,
+                                         int64_t w, int64_t *mlo, int64_t *mhi, int64_t *in_lo,
+                                         int64_t *in_hi)
+{
+    const int64_t first = lo / len * len - reach, last = (hi - 1) / len * len + 2 * len - reach;
+    *mlo = lo / len;
+    *mhi = (hi - 1) / len;
+    *in_lo = first > 0 ? first : 0;
+    *in_hi = last < w ? last : w;
+}
+
 static inline void mpsnorm_lcn_tile_of(const mpsnorm_lcn_job *job, int64_t lanes, int64_t c0,
                                        int64_t c1, mpsnorm_lcn_tile *t)
 {
     const int64_t cl = mpsnorm_window_reach(job->left, job->w);
     const int64_t cr = mpsnorm_window_reach(job->right, job->w);
-    const int64_t len = cl + cr + 1, w = job->w;
-    int64_t lo, hi;
+    const int64_t len = cl + cr + 1;
+    int64_t hi;
     t->c0 = c0;
     t->c1 = c1;
     t->out_lo = mpsnorm_floor_to(c0, lanes);
     t->out_hi = mpsnorm_ceil_to(c1, lanes);
     if (job->gradient) {
-        /* output q sums W and U over columns [q - cr, q + cl]; blocks start at q = m len */
-        t->adj_mlo = t->out_lo / len;
-        t->adj_mhi = (t->out_hi - 1) / len;
-        lo = t->adj_mlo * len - cr;
-        hi = (t->adj_mhi + 2) * len - cr;
-        t->mid_lo = lo > 0 ? lo : 0;
-        t->mid_hi = hi < w ? hi : w;
+        /* output q sums W and U over columns [q - cr, q + cl] */
+        mpsnorm_lcn_blocks_of(t->out_lo, t->out_hi, len, cr, job->w, &t->adj_mlo, &t->adj_mhi,
+                              &t->mid_lo, &t->mid_hi);
         t->s_lo = mpsnorm_floor_to(t->mid_lo, lanes);
         t->s_hi = mpsnorm_ceil_to(t->mid_hi, lanes);
     } else {
@@ -193,12 +203,8 @@ static inline void mpsnorm_lcn_tile_of(const mpsnorm_lcn_job *job, int64_t lanes
         t->s_hi = t->out_hi;
     }
     /* output i sums X over columns [i - cl, i + cr] */
-    t->stat_mlo = t->s_lo / len;
-    t->stat_mhi = (t->s_hi - 1) / len;
-    lo = t->stat_mlo * len - cl;
-    hi = (t->stat_mhi + 2) * len - cl;
-    t->x_lo = lo > 0 ? lo : 0;
-    t->x_hi = hi < w ? hi : w;
+    mpsnorm_lcn_blocks_of(t->s_lo, t->s_hi, len, cl, job->w, &t->stat_mlo, &t->stat_mhi,
+                          &t->x_lo, &t->x_hi);
     t->b0 = mpsnorm_floor_to(t->x_lo, lanes);
     hi = mpsnorm_ceil_to(t->x_hi, lanes);
     t->span = (hi > t->s_hi ? hi : t->s_hi) - t->b0;

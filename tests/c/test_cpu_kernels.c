@@ -1529,6 +1529,18 @@ static void test_bands(void)
  * windows narrower and wider than a tile, even and odd, in every dtype and
  * both directions (and against the reference once).
  */
+static lcn_case lcn_case_of(int gradient, int dtype, const int64_t shape[4], int64_t kw,
+                            int64_t kh, int which, const layout_t *layout)
+{
+    lcn_case lc;
+    lc.gradient = gradient;
+    lc.dtype = dtype;
+    memcpy(lc.shape, shape, sizeof lc.shape);
+    lc.params = lcn_params(kw, kh, which);
+    lc.lx = lc.ldy = lc.lout = layout;
+    return lc;
+}
+
 static void test_lcn_tiles(void)
 {
     static const int64_t shape[4] = {1, 2, 23, 301};
@@ -1545,13 +1557,9 @@ static void test_lcn_tiles(void)
     for (d = 0; d < 3; ++d)
         for (k = 0; k < sizeof windows / sizeof windows[0]; ++k)
             for (grad = 0; grad < 2; ++grad) {
-                lcn_case lc;
+                lcn_case lc = lcn_case_of(grad, dtypes[d], shape, windows[k][0], windows[k][1], 2,
+                                          &L_NCHW);
                 int same = 1;
-                lc.gradient = grad;
-                lc.dtype = dtypes[d];
-                memcpy(lc.shape, shape, sizeof lc.shape);
-                lc.params = lcn_params(windows[k][0], windows[k][1], 2);
-                lc.lx = lc.ldy = lc.lout = &L_NCHW;
                 mpsnorm_lcn_tile_force(0);
                 run_lcn(&lc, x, dy, xr, dyr, base, &gaps);
                 for (t = 0; t < sizeof tiles / sizeof tiles[0]; ++t) {
@@ -1602,12 +1610,8 @@ static void test_lcn_interleaved_bands(void)
         for (d = 0; d < 2; ++d)
             for (k = 0; k < sizeof windows / sizeof windows[0]; ++k)
                 for (grad = 0; grad < 2; ++grad) {
-                    lcn_case lc;
-                    lc.gradient = grad;
-                    lc.dtype = dtypes[d];
-                    memcpy(lc.shape, shape, sizeof lc.shape);
-                    lc.params = lcn_params(windows[k][0], windows[k][1], 1);
-                    lc.lx = lc.ldy = lc.lout = &L_NCHW;
+                    lcn_case lc = lcn_case_of(grad, dtypes[d], shape, windows[k][0],
+                                              windows[k][1], 1, &L_NCHW);
                     run_lcn(&lc, x, dy, xr, dyr, a, &gaps);
                     lc.lx = lc.ldy = lc.lout = &L_NHWC;
                     if (run_lcn(&lc, x, dy, xr, dyr, b, &gaps) != MPSNORM_OK || !gaps ||
