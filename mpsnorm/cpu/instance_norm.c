@@ -247,7 +247,8 @@ static int instance_norm_main(const mpsnorm_inorm_params *params, const mpsnorm_
     if (job->channel_mode)
         job->run = channels > MPSNORM_INSTANCE_NORM_CHUNK ? channels : MPSNORM_INSTANCE_NORM_CHUNK;
     else
-        job->run = job->w >= MPSNORM_INSTANCE_NORM_CHUNK ? MPSNORM_INSTANCE_NORM_CHUNK : (job->w + 15) / 16 * 16;
+        job->run = job->w >= MPSNORM_INSTANCE_NORM_CHUNK ? MPSNORM_INSTANCE_NORM_CHUNK
+                                                         : (job->w + 15) / 16 * 16;
     band_elements = job->channel_mode ? (INT64_MAX / channels < job->w ? INT64_MAX
                                                                        : job->w * channels)
                                       : job->w;

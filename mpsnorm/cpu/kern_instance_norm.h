@@ -231,8 +231,8 @@ static void in_reduce_channels(const mpsnorm_instance_norm_job *job, int64_t ima
     }
 }
 
-static void KNAME(instance_norm_reduce)(const mpsnorm_instance_norm_job *job, int64_t owner, int64_t band,
-                                int round, void *scratch_bytes)
+static void KNAME(instance_norm_reduce)(const mpsnorm_instance_norm_job *job, int64_t owner,
+                                        int64_t band, int round, void *scratch_bytes)
 {
     double *scratch = (double *)scratch_bytes;
     const int64_t run = in_run(job);
@@ -392,8 +392,8 @@ static void in_write_channels(const mpsnorm_instance_norm_job *job, int64_t imag
         }
 }
 
-static void KNAME(instance_norm_write)(const mpsnorm_instance_norm_job *job, int64_t owner, int64_t band,
-                               void *scratch_bytes)
+static void KNAME(instance_norm_write)(const mpsnorm_instance_norm_job *job, int64_t owner,
+                                       int64_t band, void *scratch_bytes)
 {
     double *scratch = (double *)scratch_bytes;
     const int64_t run = in_run(job);

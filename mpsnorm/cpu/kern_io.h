@@ -176,7 +176,8 @@ static void io_copy_stream(void *dst, const void *src, size_t bytes)
 #if MPSNORM_SIMD_LEVEL == 3
         _mm512_stream_si512((void *)d, _mm512_loadu_si512((const void *)s));
 #else
-        _mm256_stream_si256((__m256i *)(void *)d, _mm256_loadu_si256((const __m256i *)(const void *)s));
+        _mm256_stream_si256((__m256i *)(void *)d,
+                            _mm256_loadu_si256((const __m256i *)(const void *)s));
         _mm256_stream_si256((__m256i *)(void *)(d + 32),
                             _mm256_loadu_si256((const __m256i *)(const void *)(s + 32)));
 #endif

@@ -43,30 +43,6 @@
 #include "kernels.h"
 #include "simd.h"
 
-/* ---- row sums of float and double rows ------------------------------------ */
-
-#define KB_T float
-#define KB_V vf
-#define KB_N VF
-#define KB_LD ldf
-#define KB_ST stf
-#define KB_BC bcf
-#define KB_FMA fmavf
-#define KB_TRANSPOSE tr_regs_f
-#define KB_SUFFIX f
-#include "kern_box.h"
-
-#define KB_T double
-#define KB_V vd
-#define KB_N VD
-#define KB_LD ldd
-#define KB_ST std_
-#define KB_BC bcd
-#define KB_FMA fmavd
-#define KB_TRANSPOSE tr_regs_d
-#define KB_SUFFIX d
-#include "kern_box.h"
-
 /* ---- T^-beta -------------------------------------------------------------- */
 
 /* beta 0.5 and 1 through the refined estimates of simd.h, 0.75 as
@@ -122,6 +98,7 @@ SIMD_INLINE vd d_over_t_d(int power, vd d, vd t)
 #define LPOWER power_f
 #define LD_OVER_T d_over_t_f
 #define LLOAD io_load_f
+#define LTRANSPOSE tr_regs_f
 #define LSUFFIX f
 #include "kern_lcn_typed.h"
 
@@ -136,6 +113,7 @@ SIMD_INLINE vd d_over_t_d(int power, vd d, vd t)
 #define LPOWER power_d
 #define LD_OVER_T d_over_t_d
 #define LLOAD io_load_d
+#define LTRANSPOSE tr_regs_d
 #define LSUFFIX d
 #include "kern_lcn_typed.h"
 
@@ -199,10 +177,11 @@ static void lc_out_rows(lc_state *st, int64_t j0, int64_t j1, void **rows)
     const size_t es = st->lay->tsize;
     int64_t j;
     for (j = j0; j < j1; ++j)
-        rows[j - j0] = st->direct_out ? (char *)out->data +
-                                            io_offset(out, st->n, st->c, j, st->tile.b0) * (int64_t)es
-                                      : (char *)lc_at(st, st->lay->out_rows) +
-                                            (size_t)((j - j0) * st->lay->pitch) * es;
+        rows[j - j0] = st->direct_out
+                           ? (char *)out->data +
+                                 io_offset(out, st->n, st->c, j, st->tile.b0) * (int64_t)es
+                           : (char *)lc_at(st, st->lay->out_rows) +
+                                 (size_t)((j - j0) * st->lay->pitch) * es;
 }
 
 /* The tile's output columns [c0, c1) of rows [j0, j1) from the temporaries. */
@@ -387,7 +366,8 @@ static void KNAME(lcn_rows)(const mpsnorm_lcn_job *job, const mpsnorm_lcn_layout
     st.anchors[LC_ADJOINT].nearest = 1;
     st.xptr = (void **)lc_at(&st, lay->x_row_ptrs);
     for (k = 0; k < 4; ++k)
-        st.tab[k] = (const void **)lc_at(&st, lay->walk_tables) + (size_t)k * (size_t)lay->walk_rows;
+        st.tab[k] = (const void **)lc_at(&st, lay->walk_tables) +
+                    (size_t)k * (size_t)lay->walk_rows;
     st.plan = (lc_row_plan *)lc_at(&st, lay->walk_plan);
     st.dy_first = row_begin;
     st.zero = lc_at(&st, lay->zero_row);
@@ -424,5 +404,7 @@ static void KNAME(lcn_rows)(const mpsnorm_lcn_job *job, const mpsnorm_lcn_layout
     if (job->stream_out)
         io_stream_fence();
 }
+
+#undef LC_MAX_STRIP
 
 #endif /* MPSNORM_CPU_KERN_LCN_H */

@@ -12,6 +12,10 @@
 #include "kern_io.h"
 #include "kernels.h"
 
+#ifndef MPSNORM_SIMD_LEVEL
+#error "kern_lcn_state.h needs MPSNORM_SIMD_LEVEL (simd.h)"
+#endif
+
 /* Rows r of a ring in slot r % cap. */
 typedef struct lc_ring {
     char *base;
@@ -170,7 +174,8 @@ static void lc_plan_walk(lc_state *st, int64_t t_a, int64_t t_b, int64_t reach,
         rp->u = (char *)lc_at(st, lay->u_rows) + temp;
         rp->w = (char *)lc_at(st, lay->w_rows) + temp;
         rp->out = out_rows != NULL ? (char *)out_rows[t - t_a] : (char *)st->dummy;
-        rp->refs = refs != NULL ? refs + (size_t)(t / len - g0) * row_bytes : (const char *)st->zero;
+        rp->refs = refs != NULL ? refs + (size_t)(t / len - g0) * row_bytes
+                                : (const char *)st->zero;
         rp->add1 = (const char *)st->tab[2][t + len - 1 - t_a];
         rp->add2 = (const char *)st->tab[3][t + len - 1 - t_a];
         rp->suffix = (t % len) * lay->pitch;

@@ -13,9 +13,9 @@
  *   LCLAMP0         max(x, 0) keeping NaN
  *   LPOWER(p, t, b) t^-beta by the job's power kind, LD_OVER_T(p, d, t) d/t
  *   LLOAD           io_load_f or io_load_d: a run of a tensor in the type
- *   LSUFFIX         the names' suffix (f or d), also that of kern_box.h's
- *                   instantiation for LT
- * and this file undefines them at its end. It works on lc_state
+ *   LTRANSPOSE      transposes LN vectors of LN lanes in place (simd.h)
+ *   LSUFFIX         the names' suffix (f or d)
+ * and this file undefines them at its end. It instantiates kern_box.h for LT. It works on lc_state
  * (kern_lcn_state.h).
  *
  * Block scheme (kern_box.h) down the columns: with P = row + a (a the
@@ -43,8 +43,9 @@
  */
 #if !defined(LT) || !defined(LV) || !defined(LN) || !defined(LLD) || !defined(LST) ||          \
     !defined(LBC) || !defined(LFMA) || !defined(LCLAMP0) || !defined(LPOWER) ||                \
-    !defined(LD_OVER_T) || !defined(LLOAD) || !defined(LSUFFIX)
-#error "kern_lcn_typed.h needs LT, LV, LN, LLD, LST, LBC, LFMA, LCLAMP0, LPOWER, LD_OVER_T, LLOAD, LSUFFIX"
+    !defined(LD_OVER_T) || !defined(LLOAD) || !defined(LTRANSPOSE) || !defined(LSUFFIX)
+#error "kern_lcn_typed.h needs LT, LV, LN, LLD, LST, LBC, LFMA, LCLAMP0, LPOWER, LD_OVER_T, \
+LLOAD, LTRANSPOSE, LSUFFIX"
 #endif
 
 #include <stdint.h>
@@ -56,6 +57,18 @@
 #include "simd.h"
 
 #define LCF(name) KCAT(name, LSUFFIX)
+
+/* row sums of lines of LN rows (box_line_in, box_stats, ...: LCF names) */
+#define KB_T LT
+#define KB_V LV
+#define KB_N LN
+#define KB_LD LLD
+#define KB_ST LST
+#define KB_BC LBC
+#define KB_FMA LFMA
+#define KB_TRANSPOSE LTRANSPOSE
+#define KB_SUFFIX LSUFFIX
+#include "kern_box.h"
 
 /* The anchors of row group p of set `as` for column groups [m0, m0 + count):
  * dst[m - m0]. An anchor outside the plane is 0 for the statistics (a value
@@ -220,7 +233,8 @@ static void LCF(lc_adjoint_rows)(lc_state *st, int64_t r0, int64_t r1, int64_t f
     const int full = job->alpha != 0.0;
     const int64_t pitch = lay->pitch, b0 = tl->b0, o0 = tl->adj_mlo * st->lw;
     const int64_t count = tl->s_hi - tl->s_lo;
-    const LT *wrows = (const LT *)lc_at(st, lay->w_rows), *urows = (const LT *)lc_at(st, lay->u_rows);
+    const LT *wrows = (const LT *)lc_at(st, lay->w_rows);
+    const LT *urows = (const LT *)lc_at(st, lay->u_rows);
     LT *la = (LT *)lc_at(st, lay->line), *lb = la + pitch * LN;
     LT *suf = (LT *)lc_at(st, lay->line_suffix);
     LT *own = (LT *)lc_at(st, lay->lane_refs), *stat = own + lay->anchor_pitch * LN;
@@ -627,4 +641,5 @@ static void LCF(v2_combine)(lc_state *st, int64_t t_a, int64_t t_b, LT *const *o
 #undef LPOWER
 #undef LD_OVER_T
 #undef LLOAD
+#undef LTRANSPOSE
 #undef LSUFFIX

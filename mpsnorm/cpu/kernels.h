@@ -226,9 +226,10 @@ int64_t mpsnorm_lcn_layout_of(const mpsnorm_lcn_job *job, mpsnorm_lcn_layout *la
 typedef struct mpsnorm_kernels {
     const char *name;
     /* owner: a plane (n*C + c), or an image n in channel mode */
-    void (*instance_norm_reduce)(const mpsnorm_instance_norm_job *job, int64_t owner, int64_t band, int round,
-                         void *scratch);
-    void (*instance_norm_write)(const mpsnorm_instance_norm_job *job, int64_t owner, int64_t band, void *scratch);
+    void (*instance_norm_reduce)(const mpsnorm_instance_norm_job *job, int64_t owner,
+                                 int64_t band, int round, void *scratch);
+    void (*instance_norm_write)(const mpsnorm_instance_norm_job *job, int64_t owner, int64_t band,
+                                void *scratch);
     /* output rows [row_begin, row_end) of plane (n*C + c) */
     void (*lcn_rows)(const mpsnorm_lcn_job *job, const mpsnorm_lcn_layout *layout,
                      int64_t plane, int64_t row_begin, int64_t row_end, void *scratch);

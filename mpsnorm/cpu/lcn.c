@@ -114,7 +114,8 @@ int64_t mpsnorm_lcn_layout_of(const mpsnorm_lcn_job *job, mpsnorm_lcn_layout *la
         int64_t c0;
         pitch = 16;
         for (c0 = 0; c0 < job->w; c0 += job->tile_columns) {
-            mpsnorm_lcn_tile_of(job, 16, c0, (job->w < c0 + job->tile_columns ? job->w : c0 + job->tile_columns), &tile);
+            const int64_t c1 = job->w - c0 < job->tile_columns ? job->w : c0 + job->tile_columns;
+            mpsnorm_lcn_tile_of(job, 16, c0, c1, &tile);
             if (tile.span > pitch)
                 pitch = tile.span;
         }
