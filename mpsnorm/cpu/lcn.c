@@ -1,18 +1,21 @@
 /*
  * lcn.c -- local contrast normalization, forward and gradient, on the CPU
  * (the driver: job set-up, scratch layout, bands and threads; the loops are
- * in kern_lcn.h and kern_box.h).
+ * in kern_lcn.h, kern_lcn_typed.h and kern_box.h).
  *
  * Tasks are (plane, band) pairs, bands being runs of band_rows output rows
  * fixed by the shape. A worker gets a contiguous range of tasks and streams
  * the consecutive bands of one plane as a single run of rows, so a plane
- * costs one halo per worker. In channel-interleaved memory (NHWC) a task is
- * instead a group of channels of one band: their rows, with the windows'
- * halo, are staged into planar rows (channel_stage.h), the group's planes run
- * on them, and the output rows are staged back. Every output value is
- * computed by the same operations in the same order wherever the run starts
- * (window sums anchored to the plane), so results are bitwise identical for
- * any thread count and either memory order.
+ * costs one halo per worker; planes wider than LCN_TILE_MIN_WIDTH are run in
+ * column tiles, each its own stream, so the scratch does not grow with the
+ * width. In channel-interleaved memory (NHWC) a task is instead a group of
+ * channels of one band: their rows, with the windows' halo, are staged into
+ * planar rows (channel_stage.h), the group's planes run on them, writing
+ * their output over their staged X rows, and the output rows are staged
+ * back. Every output value is computed by the same operations in the same
+ * order wherever the run or tile starts (window sums anchored to the plane),
+ * so results are bitwise identical for any thread count and either memory
+ * order.
  */
 #include <math.h>
 #include <stddef.h>
