@@ -144,11 +144,12 @@ static inline double lc_rows_in(const mpsnorm_lcn_job *job, int64_t t)
  * rings) down from each block's end and of `prefix` up from the next
  * block's start; `block` is the block whose sums the walk starts with.
  * refs: per-column anchors of the row groups from t_a's (NULL: none);
+ * with_dy: the walk reads dY (the gradient's statistics walk);
  * out_rows: the output rows (NULL: the gradient's temporaries).
  */
 static void lc_plan_walk(lc_state *st, int64_t t_a, int64_t t_b, int64_t reach,
                          const lc_ring *const *suffix, const lc_ring *const *prefix, int64_t block,
-                         const char *refs, void *const *out_rows)
+                         const char *refs, int with_dy, void *const *out_rows)
 {
     const mpsnorm_lcn_job *job = st->job;
     const mpsnorm_lcn_layout *lay = st->lay;
@@ -168,8 +169,7 @@ static void lc_plan_walk(lc_state *st, int64_t t_a, int64_t t_b, int64_t reach,
         lc_row_plan *rp = st->plan + (t - t_a);
         const size_t temp = (size_t)(t - t_a) * row_bytes;
         rp->x = (const char *)st->xptr[t % cap];
-        /* dY: the statistics walk (refs given) of the gradient reads it */
-        rp->dy = job->gradient && refs != NULL ? lc_dy_row(st, t) : (const char *)st->zero;
+        rp->dy = with_dy ? lc_dy_row(st, t) : (const char *)st->zero;
         rp->g = job->gradient ? (char *)lc_ring_row(&st->gr, t) : (char *)st->dummy;
         rp->u = (char *)lc_at(st, lay->u_rows) + temp;
         rp->w = (char *)lc_at(st, lay->w_rows) + temp;

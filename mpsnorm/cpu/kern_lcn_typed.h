@@ -525,7 +525,8 @@ static void LCF(v1_pixels)(lc_state *st, int64_t t_a, int64_t t_b, LT *const *ou
     LCF(lc_expand_refs)(st, &st->anchors[LC_STATS], t_a / st->lh, (t_b - 1) / st->lh,
                         st->tile.s_lo, st->tile.s_hi);
     lc_plan_walk(st, t_a, t_b, st->cu, suffix, prefix, st->v1.block,
-                 (const char *)lc_at(st, lay->refs_by_column), (void *const *)out_rows);
+                 (const char *)lc_at(st, lay->refs_by_column), job->gradient,
+                 (void *const *)out_rows);
 /* the tiles with MODE, and the job's power as a constant */
 #define LC_V1_TILES(MODE)                                                                      \
     do {                                                                                       \
@@ -618,7 +619,7 @@ static void LCF(v2_combine)(lc_state *st, int64_t t_a, int64_t t_b, LT *const *o
         LCF(lc_expand_refs)(st, &st->anchors[LC_ADJOINT], t_a / st->lh, (t_b - 1) / st->lh + 1,
                             st->tile.out_lo, st->tile.out_hi);
     lc_plan_walk(st, t_a, t_b, st->cd, sums, sums, st->v2.block,
-                 full ? (const char *)lc_at(st, lay->refs_by_column) : NULL,
+                 full ? (const char *)lc_at(st, lay->refs_by_column) : NULL, 0,
                  (void *const *)out_rows);
     if (full)
         LC_TILES(LCF(v2_tile), 1);
