@@ -86,7 +86,7 @@ enum {
 typedef struct mpsnorm_lcn_job {
     const mpsnorm_tensor *x, *dy, *out; /* dy: NULL for the forward */
     const mpsnorm_tensor *whole_x;      /* the caller's x (x may be a staged view of it):
-                                           the plane's shift and anchors are read from it */
+                                           the anchors are read from it */
     int dtype;
     int gradient;
     int stream_out; /* large unit-stride output: written with streaming stores */
