@@ -14,7 +14,7 @@ import reference as ref
 
 # The last shape's rows are too wide to stage for the widest windows: those run strided.
 SHAPES = [(1, 2, 5, 7), (2, 3, 40, 33), (1, 9, 70, 16), (1, 17, 130, 12), (1, 8, 3, 200),
-          (2, 16, 64, 64), (1, 3, 20, 3000)]
+          (2, 16, 64, 64), (1, 8, 63, 24), (1, 7, 129, 18), (1, 3, 20, 3000)]
 WINDOWS = [(1, 1), (3, 3), (9, 9), (5, 2), (2, 31), (31, 31)]
 
 

@@ -10,13 +10,13 @@
 /* Pixel by pixel: the channels of a pixel are read (or written) side by side
  * and each staged row is written (or read) in order. Eight channels at a time
  * as a fixed-length loop the compiler unrolls. */
-#define STAGE_COPY(type, t, stage, planes, to_planes)                                          \
+#define STAGE_COPY(type, t, stage, planes, to_planes, j_from, j_to)                            \
     do {                                                                                       \
         const int64_t w = (t)->shape[3], s1 = (t)->strides[1], s3 = (t)->strides[3];          \
         const int64_t rows = (stage)->rows, count = (stage)->channels;                         \
         const int64_t pitch = mpsnorm_stage_plane(rows, w);                                    \
         int64_t j, k, i, g;                                                                    \
-        for (j = 0; j < rows; ++j) {                                                           \
+        for (j = (j_from); j < (j_to); ++j) {                                                  \
             type *row = (type *)(t)->data + (stage)->n * (t)->strides[0] +                     \
                         (stage)->c0 * s1 + ((stage)->r0 + j) * (t)->strides[2];                \
             type *plane = (type *)(planes) + j * w;                                            \
@@ -60,7 +60,7 @@ static int64_t element_bytes(int dtype)
  * stride): 4 x 4 tiles (4 pixels x 4 channels) transposed in registers. The
  * remaining channels and pixels go element by element. */
 static int stage_tiles_4(const mpsnorm_tensor *t, const mpsnorm_stage *stage, float *planes,
-                         int to_planes)
+                         int to_planes, int64_t j_from, int64_t j_to)
 {
     const int64_t w = t->shape[3], s3 = t->strides[3];
     const int64_t rows = stage->rows, count = stage->channels;
@@ -68,7 +68,7 @@ static int stage_tiles_4(const mpsnorm_tensor *t, const mpsnorm_stage *stage, fl
     int64_t j, k, i;
     if (t->strides[1] != 1 || count < 4 || w < 4)
         return 0;
-    for (j = 0; j < rows; ++j) {
+    for (j = j_from; j < j_to; ++j) {
         float *row = (float *)t->data + stage->n * t->strides[0] + stage->c0 +
                      (stage->r0 + j) * t->strides[2];
         float *plane = planes + j * w;
@@ -124,34 +124,36 @@ static int stage_tiles_4(const mpsnorm_tensor *t, const mpsnorm_stage *stage, fl
 }
 #endif
 
+/* Rows [r0 + j_from, r0 + j_to) of the staged part, to or from the planes. */
 static void stage_copy(const mpsnorm_tensor *t, const mpsnorm_stage *stage, void *planes,
-                       int to_planes)
+                       int to_planes, int64_t j_from, int64_t j_to)
 {
     switch (element_bytes(t->dtype)) {
     case 8:
-        STAGE_COPY(uint64_t, t, stage, planes, to_planes);
+        STAGE_COPY(uint64_t, t, stage, planes, to_planes, j_from, j_to);
         break;
     case 4:
 #if defined(__SSE2__)
-        if (stage_tiles_4(t, stage, (float *)planes, to_planes))
+        if (stage_tiles_4(t, stage, (float *)planes, to_planes, j_from, j_to))
             break;
 #endif
-        STAGE_COPY(uint32_t, t, stage, planes, to_planes);
+        STAGE_COPY(uint32_t, t, stage, planes, to_planes, j_from, j_to);
         break;
     default:
-        STAGE_COPY(uint16_t, t, stage, planes, to_planes);
+        STAGE_COPY(uint16_t, t, stage, planes, to_planes, j_from, j_to);
         break;
     }
 }
 
 void mpsnorm_stage_in(const mpsnorm_tensor *t, const mpsnorm_stage *stage, void *planes)
 {
-    stage_copy(t, stage, planes, 1);
+    stage_copy(t, stage, planes, 1, 0, stage->rows);
 }
 
-void mpsnorm_stage_out(const mpsnorm_tensor *t, const mpsnorm_stage *stage, const void *planes)
+void mpsnorm_stage_out(const mpsnorm_tensor *t, const mpsnorm_stage *stage, const void *planes,
+                       int64_t r_begin, int64_t r_end)
 {
-    stage_copy(t, stage, (void *)planes, 0);
+    stage_copy(t, stage, (void *)planes, 0, r_begin - stage->r0, r_end - stage->r0);
 }
 
 void mpsnorm_stage_view(const mpsnorm_tensor *t, const mpsnorm_stage *stage, void *planes,

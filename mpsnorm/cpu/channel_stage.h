@@ -32,8 +32,10 @@ int64_t mpsnorm_stage_plane(int64_t rows, int64_t w);
  * elements). */
 void mpsnorm_stage_in(const mpsnorm_tensor *t, const mpsnorm_stage *stage, void *planes);
 
-/* Copies `planes` back into the staged part of t. */
-void mpsnorm_stage_out(const mpsnorm_tensor *t, const mpsnorm_stage *stage, const void *planes);
+/* Copies rows [r_begin, r_end) (inside the staged rows) of `planes` back
+ * into t. */
+void mpsnorm_stage_out(const mpsnorm_tensor *t, const mpsnorm_stage *stage, const void *planes,
+                       int64_t r_begin, int64_t r_end);
 
 /* A descriptor that addresses the staged elements by their (n, c, r, i) in t,
  * for code written against t: same dtype and shape, unit column stride. Only

@@ -1,6 +1,6 @@
 /*
  * instance_norm.c -- instance normalization, forward and gradient, on the CPU
- * (the driver: job set-up, rounds, threads; the loops are in kern_inorm.h).
+ * (the driver: job set-up, rounds, threads; the loops are in kern_instance_norm.h).
  *
  * Per plane (n, c), docs/SPEC.md:
  *   mu = mean(X), var = mean((X - mu)^2), r = 1/sqrt(var + eps),
@@ -31,20 +31,21 @@
 #include <string.h>
 
 #include "backend.h"
+#include "half.h"
 #include "kernels.h"
 #include "scratch.h"
 #include "threads.h"
 
 /* Elements per band (a plane, or an image in channel mode, of at most this
  * many elements is one band). */
-#define INORM_BAND_ELEMENTS ((int64_t)1 << 16)
+#define INSTANCE_NORM_BAND_ELEMENTS ((int64_t)1 << 16)
 /* Values averaged for the float32/float16 shift. */
-#define INORM_SHIFT_VALUES 64
+#define INSTANCE_NORM_SHIFT_VALUES 64
 /* Arrays and scratch of a small one-worker call, on the caller's stack. */
-#define INORM_LOCAL_DOUBLES 256
+#define INSTANCE_NORM_LOCAL_DOUBLES 256
 
-typedef struct inorm_run {
-    mpsnorm_inorm_job job;
+typedef struct instance_norm_run {
+    mpsnorm_instance_norm_job job;
     const mpsnorm_kernels *kernels;
     const float *gamma, *beta;
     double epsilon;
@@ -52,9 +53,9 @@ typedef struct inorm_run {
     double *plane_dgamma, *plane_dbeta; /* per plane; NULL for the forward */
     mpsnorm_scratch scratch;
     int round; /* phase mode: the round being run */
-} inorm_run;
+} instance_norm_run;
 
-int64_t mpsnorm_inorm_scratch_bytes(const mpsnorm_inorm_job *job)
+int64_t mpsnorm_instance_norm_scratch_bytes(const mpsnorm_instance_norm_job *job)
 {
     int64_t doubles = mpsnorm_size_mad(3, job->run, 0);
     if (job->channel_mode && doubles >= 0)
@@ -62,19 +63,30 @@ int64_t mpsnorm_inorm_scratch_bytes(const mpsnorm_inorm_job *job)
     return doubles < 0 ? -1 : mpsnorm_size_mad(doubles, (int64_t)sizeof(double), 0);
 }
 
-static double read_value(const mpsnorm_tensor *t, int64_t offset);
+/* The element at `offset` of t, widened exactly to double. */
+static double read_value(const mpsnorm_tensor *t, int64_t offset)
+{
+    switch (t->dtype) {
+    case MPSNORM_FLOAT64:
+        return ((const double *)t->data)[offset];
+    case MPSNORM_FLOAT32:
+        return (double)((const float *)t->data)[offset];
+    default:
+        return mpsnorm_half_to_double(((const uint16_t *)t->data)[offset]);
+    }
+}
 
 static int64_t sat_mul(int64_t a, int64_t b)
 {
     return b != 0 && a > INT64_MAX / b ? INT64_MAX : a * b;
 }
 
-/* Mean of the first INORM_SHIFT_VALUES values of row 0 of plane p. */
+/* Mean of the first INSTANCE_NORM_SHIFT_VALUES values of row 0 of plane p. */
 static double plane_shift(const mpsnorm_tensor *x, int64_t plane, int64_t channels)
 {
     int64_t n = plane / channels, c = plane % channels, count, i;
     double s = 0.0;
-    count = x->shape[3] < INORM_SHIFT_VALUES ? x->shape[3] : INORM_SHIFT_VALUES;
+    count = x->shape[3] < INSTANCE_NORM_SHIFT_VALUES ? x->shape[3] : INSTANCE_NORM_SHIFT_VALUES;
     for (i = 0; i < count; ++i)
         s += read_value(x, n * x->strides[0] + c * x->strides[1] + i * x->strides[3]);
     return s / (double)count;
@@ -82,9 +94,9 @@ static double plane_shift(const mpsnorm_tensor *x, int64_t plane, int64_t channe
 
 /* Adds plane p's band sums (in band order) and, after the last round, turns
  * them into the writer's coefficients. */
-static void finish_round(inorm_run *run, int64_t plane, int round)
+static void finish_round(instance_norm_run *run, int64_t plane, int round)
 {
-    mpsnorm_inorm_job *job = &run->job;
+    mpsnorm_instance_norm_job *job = &run->job;
     const double count = (double)job->h * (double)job->w;
     const double *part = run->part + plane * job->bands * 4;
     double total[4] = {0.0, 0.0, 0.0, 0.0};
@@ -130,7 +142,7 @@ static void finish_round(inorm_run *run, int64_t plane, int round)
     }
 }
 
-static void finish_owner(inorm_run *run, int64_t owner, int round)
+static void finish_owner(instance_norm_run *run, int64_t owner, int round)
 {
     int64_t c;
     if (!run->job.channel_mode) {
@@ -144,8 +156,8 @@ static void finish_owner(inorm_run *run, int64_t owner, int round)
 /* Owner mode: every round of whole planes (images in channel mode). */
 static void owner_task(void *context, int64_t first, int64_t last, int worker)
 {
-    inorm_run *run = (inorm_run *)context;
-    const mpsnorm_inorm_job *job = &run->job;
+    instance_norm_run *run = (instance_norm_run *)context;
+    const mpsnorm_instance_norm_job *job = &run->job;
     void *scratch = run->scratch.block[worker];
     int64_t owner, band;
     int round;
@@ -153,50 +165,31 @@ static void owner_task(void *context, int64_t first, int64_t last, int worker)
     for (owner = first; owner < last; ++owner) {
         for (round = 0; round < job->rounds; ++round) {
             for (band = 0; band < job->bands; ++band)
-                run->kernels->inorm_reduce(job, owner, band, round, scratch);
+                run->kernels->instance_norm_reduce(job, owner, band, round, scratch);
             finish_owner(run, owner, round);
         }
         for (band = 0; band < job->bands; ++band)
-            run->kernels->inorm_write(job, owner, band, scratch);
+            run->kernels->instance_norm_write(job, owner, band, scratch);
     }
 }
 
 /* Phase mode: one round (or the writing) over units = owner * bands + band. */
 static void reduce_task(void *context, int64_t first, int64_t last, int worker)
 {
-    inorm_run *run = (inorm_run *)context;
+    instance_norm_run *run = (instance_norm_run *)context;
     int64_t unit;
     for (unit = first; unit < last; ++unit)
-        run->kernels->inorm_reduce(&run->job, unit / run->job.bands, unit % run->job.bands,
+        run->kernels->instance_norm_reduce(&run->job, unit / run->job.bands, unit % run->job.bands,
                                    run->round, run->scratch.block[worker]);
 }
 
 static void write_task(void *context, int64_t first, int64_t last, int worker)
 {
-    inorm_run *run = (inorm_run *)context;
+    instance_norm_run *run = (instance_norm_run *)context;
     int64_t unit;
     for (unit = first; unit < last; ++unit)
-        run->kernels->inorm_write(&run->job, unit / run->job.bands, unit % run->job.bands,
+        run->kernels->instance_norm_write(&run->job, unit / run->job.bands, unit % run->job.bands,
                                   run->scratch.block[worker]);
-}
-
-static double read_value(const mpsnorm_tensor *t, int64_t offset)
-{
-    switch (t->dtype) {
-    case MPSNORM_FLOAT64:
-        return ((const double *)t->data)[offset];
-    case MPSNORM_FLOAT32:
-        return (double)((const float *)t->data)[offset];
-    default: {
-        /* exact widening of binary16 */
-        uint16_t h = ((const uint16_t *)t->data)[offset];
-        int e = (h >> 10) & 0x1f, m = h & 0x3ff;
-        double v = e == 0x1f ? (m != 0 ? NAN : INFINITY)
-                 : e == 0    ? ldexp((double)m, -24)
-                             : ldexp(1024.0 + m, e - 25);
-        return (h & 0x8000u) != 0 ? -v : v;
-    }
-    }
 }
 
 static void store_channel_sums(const mpsnorm_vector *vector, const double *per_plane,
@@ -216,17 +209,17 @@ static void store_channel_sums(const mpsnorm_vector *vector, const double *per_p
     }
 }
 
-static int inorm_main(const mpsnorm_inorm_params *params, const mpsnorm_tensor *dy,
+static int instance_norm_main(const mpsnorm_inorm_params *params, const mpsnorm_tensor *dy,
                       const mpsnorm_tensor *x, const mpsnorm_tensor *out,
                       const mpsnorm_vector *dgamma, const mpsnorm_vector *dbeta)
 {
-    inorm_run run;
-    mpsnorm_inorm_job *job = &run.job;
+    instance_norm_run run;
+    mpsnorm_instance_norm_job *job = &run.job;
     const int64_t batch = x->shape[0], channels = x->shape[1];
     int64_t plane, planes, owners, units, per_band, band_elements, arrays, scratch_bytes;
     int64_t work;
     double *memory;
-    double local_arrays[INORM_LOCAL_DOUBLES], local_scratch[INORM_LOCAL_DOUBLES];
+    double local_arrays[INSTANCE_NORM_LOCAL_DOUBLES], local_scratch[INSTANCE_NORM_LOCAL_DOUBLES];
     int workers, threads, round, status;
 
     memset(&run, 0, sizeof run);
@@ -253,13 +246,14 @@ static int inorm_main(const mpsnorm_inorm_params *params, const mpsnorm_tensor *
                           out->strides[3] == unit;
     }
     if (job->channel_mode)
-        job->run = channels > MPSNORM_INORM_CHUNK ? channels : MPSNORM_INORM_CHUNK;
+        job->run = channels > MPSNORM_INSTANCE_NORM_CHUNK ? channels : MPSNORM_INSTANCE_NORM_CHUNK;
     else
-        job->run = job->w >= MPSNORM_INORM_CHUNK ? MPSNORM_INORM_CHUNK : (job->w + 15) / 16 * 16;
+        job->run = job->w >= MPSNORM_INSTANCE_NORM_CHUNK ? MPSNORM_INSTANCE_NORM_CHUNK
+                                                         : (job->w + 15) / 16 * 16;
     band_elements = job->channel_mode ? (INT64_MAX / channels < job->w ? INT64_MAX
                                                                        : job->w * channels)
                                       : job->w;
-    job->band_rows = INORM_BAND_ELEMENTS / band_elements;
+    job->band_rows = INSTANCE_NORM_BAND_ELEMENTS / band_elements;
     if (job->band_rows < 1)
         job->band_rows = 1;
     if (job->band_rows > job->h)
@@ -282,9 +276,9 @@ static int inorm_main(const mpsnorm_inorm_params *params, const mpsnorm_tensor *
     per_band = mpsnorm_size_mad(planes, job->bands, 0);
     arrays = per_band < 0 ? -1 : mpsnorm_size_mad(4, per_band, 0);
     arrays = arrays < 0 ? -1 : mpsnorm_size_mad(7, planes, arrays);
-    memory = arrays >= 0 && arrays <= INORM_LOCAL_DOUBLES ? local_arrays
+    memory = arrays >= 0 && arrays <= INSTANCE_NORM_LOCAL_DOUBLES ? local_arrays
                                                           : mpsnorm_alloc_doubles(arrays);
-    scratch_bytes = mpsnorm_inorm_scratch_bytes(job);
+    scratch_bytes = mpsnorm_instance_norm_scratch_bytes(job);
     if (memory == NULL || scratch_bytes < 0) {
         if (memory != local_arrays)
             free(memory);
@@ -309,7 +303,7 @@ static int inorm_main(const mpsnorm_inorm_params *params, const mpsnorm_tensor *
         workers = mpsnorm_workers_for(owners, work);
         status = mpsnorm_scratch_alloc_local(&run.scratch, workers,
                                              (scratch_bytes + 7) / (int64_t)sizeof(double),
-                                             local_scratch, INORM_LOCAL_DOUBLES);
+                                             local_scratch, INSTANCE_NORM_LOCAL_DOUBLES);
         if (status != MPSNORM_OK) {
             if (memory != local_arrays)
                 free(memory);
@@ -349,7 +343,7 @@ int mpsnorm_cpu_instance_norm_forward(const mpsnorm_inorm_params *params,
                                       const mpsnorm_checked *x, const mpsnorm_checked *y)
 {
     assert(x->tensor != NULL && x->count > 0 && y->tensor != NULL && y->count == x->count);
-    return inorm_main(params, NULL, x->tensor, y->tensor, NULL, NULL);
+    return instance_norm_main(params, NULL, x->tensor, y->tensor, NULL, NULL);
 }
 
 int mpsnorm_cpu_instance_norm_gradient(const mpsnorm_inorm_params *params,
@@ -361,6 +355,6 @@ int mpsnorm_cpu_instance_norm_gradient(const mpsnorm_inorm_params *params,
     assert(dy->tensor != NULL && dy->count == x->count);
     assert(dgamma == NULL || (dgamma->vector != NULL && dgamma->count == x->tensor->shape[1]));
     assert(dbeta == NULL || (dbeta->vector != NULL && dbeta->count == x->tensor->shape[1]));
-    return inorm_main(params, dy->tensor, x->tensor, dx->tensor,
+    return instance_norm_main(params, dy->tensor, x->tensor, dx->tensor,
                       dgamma != NULL ? dgamma->vector : NULL, dbeta != NULL ? dbeta->vector : NULL);
 }

@@ -1,198 +1,280 @@
 /*
- * kern_box.h -- part of the kernel template (kernels_impl.h): zero-padded
- * window ("box") sums in O(1) per element, for float and double rows.
+ * kern_box.h -- part of the kernel template (kernels_impl.h): window ("box")
+ * sums along rows, for KB_N rows at a time, in O(1) per element.
  *
- * Both directions use the block scheme: the padded line e (e[s] = x[s - a],
- * zero outside) is cut into blocks [mL, mL+L) of the window length L, and the
- * window of output t, e[t .. t+L-1], is split at the block boundary inside it:
+ * Instantiated once per element type; the includer defines
+ *   KB_T          element type (float or double)
+ *   KB_V          its vector type, KB_N lanes
+ *   KB_N          lanes of KB_V: the rows summed at once
+ *   KB_LD, KB_ST  vector load and store (any alignment)
+ *   KB_BC         broadcast of one KB_T
+ *   KB_FMA        a * b + c (simd.h: fused where the instruction set has it)
+ *   KB_TRANSPOSE  transposes KB_N vectors of KB_N lanes in place
+ *   KB_SUFFIX     the names' suffix (f or d)
+ * and this file undefines them at its end.
  *
- *   out[t] = S[t] + P[t+L],  S[t] = e[t] + ... + e[end of t's block]
- *                            P[u] = e[start of u's block] + ... + e[u-1]
+ * Lines: KB_N rows are transposed into one interleaved line, vector k of the
+ * line holding column k of each row (lane g = row g), so a row's running sum
+ * is one lane of one vector chain.
  *
- * so every window sum is made only of that window's values (no running
- * total is subtracted: no cancellation, and a NaN or infinity reaches only
- * the windows that contain it). Blocks are anchored at fixed positions of the
- * plane, and each sum is accumulated in a fixed order, so an output does not
- * depend on which strip, band or thread computed it.
+ * The block scheme: with the window of output i at columns [i - cl, i - cl +
+ * L) (cl its reach to the left, L its length, both clipped to the row), the
+ * outputs are cut into blocks [m L, (m+1) L) and
  *
- *  - Horizontal (along a row): VL rows at a time, transposed into an
- *    interleaved line (lane g = row g), so the running sums of VL rows are
- *    one vector chain; transposes use shuffles on AVX2/AVX-512.
- *  - Vertical (down a column): kern_lcn_cols.h, a stream over rows walked
- *    one column vector at a time, fused with what consumes the sums.
+ *   out(i) = S(i) + P(i),  S(i) = the window's columns up to the end of block m,
+ *                          P(i) = the window's columns in the next block,
  *
- * Instantiated twice (BOX_T float / double) by kern_lcn.h.
+ * S summed from the block's end down, P from the next block's start up. A sum
+ * is made only of its window's values (no running total is subtracted: no
+ * cancellation, and a NaN or infinity reaches only the windows holding it);
+ * blocks are anchored at fixed columns of the plane and every sum is taken in
+ * a fixed order, so an output never depends on where a strip, band or tile
+ * starts. Columns outside the row are absent: they add nothing.
  */
+#if !defined(KB_T) || !defined(KB_V) || !defined(KB_N) || !defined(KB_LD) || !defined(KB_ST) || \
+    !defined(KB_BC) || !defined(KB_FMA) || !defined(KB_TRANSPOSE) || !defined(KB_SUFFIX)
+#error "kern_box.h needs KB_T, KB_V, KB_N, KB_LD, KB_ST, KB_BC, KB_FMA, KB_TRANSPOSE, KB_SUFFIX"
+#endif
 
-#ifndef KERN_BOX_COMMON
-#define KERN_BOX_COMMON
+#include <stdint.h>
 
-static int64_t bx_min(int64_t a, int64_t b)
+#include "kern_common.h"
+#include "simd.h"
+
+#define KB(name) KCAT(name, KB_SUFFIX)
+
+/* line[k][g] = rows[g][col0 + k] for k < count (a multiple of KB_N). */
+static void KB(box_line_in)(const KB_T *const *rows, int64_t col0, int64_t count,
+                            KB_T *restrict line)
 {
-    return a < b ? a : b;
+    KB_V r[KB_N];
+    int64_t k;
+    int g;
+    for (k = 0; k < count; k += KB_N) {
+        for (g = 0; g < KB_N; ++g)
+            r[g] = KB_LD(rows[g] + col0 + k);
+        KB_TRANSPOSE(r);
+        for (g = 0; g < KB_N; ++g)
+            KB_ST(line + (k + g) * KB_N, r[g]);
+    }
 }
 
-static int64_t bx_max(int64_t a, int64_t b)
+/* rows[g][col0 + k] = line[k][g] for k < count (a multiple of KB_N). */
+static void KB(box_line_out)(const KB_T *restrict line, int64_t count, KB_T *const *rows,
+                             int64_t col0)
 {
-    return a > b ? a : b;
+    KB_V r[KB_N];
+    int64_t k;
+    int g;
+    for (k = 0; k < count; k += KB_N) {
+        for (g = 0; g < KB_N; ++g)
+            r[g] = KB_LD(line + (k + g) * KB_N);
+        KB_TRANSPOSE(r);
+        for (g = 0; g < KB_N; ++g)
+            KB_ST(rows[g] + col0 + k, r[g]);
+    }
 }
-
-/* Clip a window extent to a line of n: rows beyond it are zero anyway. */
-static int64_t bx_clip(int64_t extent, int64_t n)
-{
-    return extent < n - 1 ? extent : n - 1;
-}
-
-#endif /* KERN_BOX_COMMON */
-
-#define BXF(name) BOX_CAT(name, BOX_SUFFIX)
-#define BOX_CAT(a, b) BOX_CAT2(a, b)
-#define BOX_CAT2(a, b) a##_##b
-
-/* ---- transposes: VL x VL tiles ------------------------------------------- */
 
 /*
- * dst[k][g] = src[g][k] for g, k < BOX_VL: src row g is src[g] + src_off,
- * dst row k is dst + k * dst_stride (or dst[k] + dst_off for the scatter
- * form). BOX_VL = lanes of one BOX_V.
+ * The loops of block m of a sweep (every sweep below): with base = m*L and
+ * end = base + L, the suffixes from the block's end down (output i adds
+ * column i - cl where that is inside the row), then RESET(), the prefixes
+ * from the block's start up (output i is stored, then the next block's
+ * column i + L - cl is added, where inside the row). STEP(col) adds a
+ * column to the running sums, SUFFIX(i) and OUT(i) store output i's.
  */
-SIMD_INLINE void BXF(transpose_in)(const BOX_T *const *src, int64_t src_off, BOX_T *dst,
-                              int64_t dst_stride)
-{
-    BOX_V r[BOX_VL];
-    int g;
-    for (g = 0; g < BOX_VL; ++g)
-        r[g] = BOX_LD(src[g] + src_off);
-    BXF(transpose_regs)(r);
-    for (g = 0; g < BOX_VL; ++g)
-        BOX_ST(dst + g * dst_stride, r[g]);
-}
-
-/* transpose_in from float rows, widened (BOX_LDF loads BOX_VL floats as a BOX_V) */
-SIMD_INLINE void BXF(transpose_in_f)(const float *const *src, int64_t src_off, BOX_T *dst,
-                                     int64_t dst_stride)
-{
-    BOX_V r[BOX_VL];
-    int g;
-    for (g = 0; g < BOX_VL; ++g)
-        r[g] = BOX_LDF(src[g] + src_off);
-    BXF(transpose_regs)(r);
-    for (g = 0; g < BOX_VL; ++g)
-        BOX_ST(dst + g * dst_stride, r[g]);
-}
-
-SIMD_INLINE void BXF(transpose_out)(const BOX_T *src, int64_t src_stride, BOX_T *const *dst,
-                               int64_t dst_off)
-{
-    BOX_V r[BOX_VL];
-    int g;
-    for (g = 0; g < BOX_VL; ++g)
-        r[g] = BOX_LD(src + g * src_stride);
-    BXF(transpose_regs)(r);
-    for (g = 0; g < BOX_VL; ++g)
-        BOX_ST(dst[g] + dst_off, r[g]);
-}
-
-/* ---- horizontal pass ------------------------------------------------------ */
+#define KB_BLOCK(STEP, SUFFIX, OUT, RESET)                                                     \
+    do {                                                                                       \
+        const int64_t s_hi_ = kmax(base, kmin(end, cl + w));                                   \
+        const int64_t s_lo_ = kmin(s_hi_, kmax(base, cl));                                     \
+        const int64_t p_lo_ = kmin(end, kmax(base, cl - L));                                   \
+        const int64_t p_hi_ = kmax(p_lo_, kmin(end, cl - L + w));                              \
+        int64_t i_;                                                                            \
+        for (i_ = end - 1; i_ >= s_hi_; --i_)                                                  \
+            SUFFIX(i_);                                                                        \
+        for (; i_ >= s_lo_; --i_) {                                                            \
+            STEP(i_ - cl);                                                                     \
+            SUFFIX(i_);                                                                        \
+        }                                                                                      \
+        for (; i_ >= base; --i_)                                                               \
+            SUFFIX(i_);                                                                        \
+        RESET();                                                                               \
+        for (i_ = base; i_ < p_lo_; ++i_)                                                      \
+            OUT(i_);                                                                           \
+        for (; i_ < p_hi_; ++i_) {                                                             \
+            OUT(i_);                                                                           \
+            STEP(i_ + L - cl);                                                                 \
+        }                                                                                      \
+        for (; i_ < end; ++i_)                                                                 \
+            OUT(i_);                                                                           \
+    } while (0)
 
 /*
- * For BOX_VL rows src[g] (w elements each): out1[g][i] = window sum of
- * src[g] over columns [i - a, i + b] (zero padded), and, if out2 != NULL,
- * out2[g][i] = the same of src[g]^2. ext: (w + len) * BOX_VL elements;
- * sums1, sums2: w * BOX_VL each.
+ * The window statistics of one line: for the outputs of blocks [mlo, mhi],
+ * with v = x - ref (ref: a value per block and lane), the window sums of v
+ * and (squares) of v*v, once with the references `own` and once with `prev`
+ * (the two row groups a row's sums serve, kern_lcn.h; KB_N lanes a block).
+ * Line e holds columns [e0, ...), out[q] outputs [mlo*L, ...): q = 0, 1 the
+ * sums of v and v*v about own, q = 2, 3 about prev. suf: 4 * L vectors.
  */
-static void BXF(hpass)(const BOX_T *const *src, const float *const *srcf, BOX_T *const *out1,
-                       BOX_T *const *out2, int64_t w, int64_t a, int64_t b,
-                       BOX_T *restrict ext, BOX_T *restrict sums1, BOX_T *restrict sums2)
+SIMD_INLINE void KB(box_stats)(const KB_T *restrict e, int64_t e0, int64_t w, int64_t cl, int64_t L,
+                               int64_t mlo, int64_t mhi, const KB_T *own, const KB_T *prev,
+                               int squares, KB_T *restrict suf, KB_T *const *out)
 {
-    const int64_t left = bx_clip(a, w), len = left + bx_clip(b, w) + 1;
-    BOX_T *e = ext + left * BOX_VL;
-    int64_t i, s, t;
-    int g;
-
-    /* interleave: e[i*VL + g] = src[g][i] */
-    if (srcf != NULL) {
-        for (i = 0; i + BOX_VL <= w; i += BOX_VL)
-            BXF(transpose_in_f)(srcf, i, e + i * BOX_VL, BOX_VL);
-        for (; i < w; ++i)
-            for (g = 0; g < BOX_VL; ++g)
-                e[i * BOX_VL + g] = (BOX_T)srcf[g][i];
-    } else {
-        for (i = 0; i + BOX_VL <= w; i += BOX_VL)
-            BXF(transpose_in)(src, i, e + i * BOX_VL, BOX_VL);
-        for (; i < w; ++i)
-            for (g = 0; g < BOX_VL; ++g)
-                e[i * BOX_VL + g] = src[g][i];
+    const int64_t o0 = mlo * L;
+    KB_T *so = suf, *sq = suf + L * KB_N, *sp = suf + 2 * L * KB_N, *sr = suf + 3 * L * KB_N;
+    int64_t m;
+/* v about both references, into the four running sums */
+#define KB_STEP(col)                                                                           \
+    do {                                                                                       \
+        const KB_V v_ = KB_LD(e + ((col) - e0) * KB_N), vo_ = v_ - ro, vp_ = v_ - rp;          \
+        xo += vo_;                                                                             \
+        xp += vp_;                                                                             \
+        if (squares) {                                                                         \
+            qo = KB_FMA(vo_, vo_, qo);                                                         \
+            qp = KB_FMA(vp_, vp_, qp);                                                         \
+        }                                                                                      \
+    } while (0)
+#define KB_SUF_AT(i)                                                                           \
+    do {                                                                                       \
+        const int64_t k_ = ((i) - base) * KB_N;                                                \
+        KB_ST(so + k_, xo);                                                                    \
+        KB_ST(sp + k_, xp);                                                                    \
+        if (squares) {                                                                         \
+            KB_ST(sq + k_, qo);                                                                \
+            KB_ST(sr + k_, qp);                                                                \
+        }                                                                                      \
+    } while (0)
+#define KB_OUT_AT(i)                                                                              \
+    do {                                                                                       \
+        const int64_t k_ = ((i) - base) * KB_N;                                                \
+        KB_ST(ox + k_, KB_LD(so + k_) + xo);                                                   \
+        KB_ST(px + k_, KB_LD(sp + k_) + xp);                                                   \
+        if (squares) {                                                                         \
+            KB_ST(oq + k_, KB_LD(sq + k_) + qo);                                               \
+            KB_ST(pq + k_, KB_LD(sr + k_) + qp);                                               \
+        }                                                                                      \
+    } while (0)
+#define KB_RESET() (xo = qo = xp = qp = KB_BC(0))
+    for (m = mlo; m <= mhi; ++m) {
+        const KB_V ro = KB_LD(own + (m - mlo) * KB_N), rp = KB_LD(prev + (m - mlo) * KB_N);
+        const int64_t base = m * L, end = base + L;
+        KB_T *ox = out[0] + (base - o0) * KB_N, *oq = out[1] + (base - o0) * KB_N;
+        KB_T *px = out[2] + (base - o0) * KB_N, *pq = out[3] + (base - o0) * KB_N;
+        KB_V xo = KB_BC(0), qo = KB_BC(0), xp = KB_BC(0), qp = KB_BC(0);
+        KB_BLOCK(KB_STEP, KB_SUF_AT, KB_OUT_AT, KB_RESET);
     }
-    memset(ext, 0, (size_t)(left * BOX_VL) * sizeof(BOX_T));
-    memset(ext + (left + w) * BOX_VL, 0, (size_t)((len - 1 - left) * BOX_VL) * sizeof(BOX_T));
-
-    if (len == 1) {
-        memcpy(sums1, ext, (size_t)(w * BOX_VL) * sizeof(BOX_T));
-        if (out2 != NULL)
-            for (i = 0; i < w; ++i) {
-                BOX_V v = BOX_LD(ext + i * BOX_VL);
-                BOX_ST(sums2 + i * BOX_VL, v * v);
-            }
-    } else {
-        /* suffix sums within each block that holds an output position */
-        for (s = 0; s < w; s += len) {
-            const int64_t end = s + len, stop = bx_min(end, w);
-            BOX_V acc = BOX_BC(0), acc2 = BOX_BC(0);
-            for (t = end - 1; t >= stop; --t) {
-                BOX_V v = BOX_LD(ext + t * BOX_VL);
-                acc += v;
-                acc2 += v * v;
-            }
-            if (out2 != NULL) {
-                for (t = stop - 1; t >= s; --t) {
-                    BOX_V v = BOX_LD(ext + t * BOX_VL);
-                    acc += v;
-                    acc2 += v * v;
-                    BOX_ST(sums1 + t * BOX_VL, acc);
-                    BOX_ST(sums2 + t * BOX_VL, acc2);
-                }
-            } else {
-                for (t = stop - 1; t >= s; --t) {
-                    acc += BOX_LD(ext + t * BOX_VL);
-                    BOX_ST(sums1 + t * BOX_VL, acc);
-                }
-            }
-        }
-        /* prefix sums of the blocks starting at len, 2 len, ... < w + len */
-        for (s = len; s < w + len; s += len) {
-            const int64_t end = bx_min(s + len, w + len);
-            BOX_V v = BOX_LD(ext + s * BOX_VL);
-            BOX_V acc = v, acc2 = v * v;
-            if (out2 != NULL) {
-                for (t = s + 1; t < end; ++t) {
-                    BOX_T *o1 = sums1 + (t - len) * BOX_VL, *o2 = sums2 + (t - len) * BOX_VL;
-                    BOX_ST(o1, BOX_LD(o1) + acc);
-                    BOX_ST(o2, BOX_LD(o2) + acc2);
-                    v = BOX_LD(ext + t * BOX_VL);
-                    acc += v;
-                    acc2 += v * v;
-                }
-            } else {
-                for (t = s + 1; t < end; ++t) {
-                    BOX_T *o1 = sums1 + (t - len) * BOX_VL;
-                    BOX_ST(o1, BOX_LD(o1) + acc);
-                    acc += BOX_LD(ext + t * BOX_VL);
-                }
-            }
-        }
-    }
-
-    /* de-interleave */
-    for (i = 0; i + BOX_VL <= w; i += BOX_VL) {
-        BXF(transpose_out)(sums1 + i * BOX_VL, BOX_VL, out1, i);
-        if (out2 != NULL)
-            BXF(transpose_out)(sums2 + i * BOX_VL, BOX_VL, out2, i);
-    }
-    for (; i < w; ++i)
-        for (g = 0; g < BOX_VL; ++g) {
-            out1[g][i] = sums1[i * BOX_VL + g];
-            if (out2 != NULL)
-                out2[g][i] = sums2[i * BOX_VL + g];
-        }
+#undef KB_STEP
+#undef KB_SUF_AT
+#undef KB_OUT_AT
+#undef KB_RESET
 }
+
+/*
+ * Window sums of two lines a and b (no reference; columns outside the row
+ * absent), for the outputs of blocks [mlo, mhi], into oa and ob (outputs
+ * [mlo*L, ...)). suf: 2 * L vectors.
+ */
+static void KB(box_sums2)(const KB_T *restrict a, const KB_T *restrict b, int64_t e0, int64_t w,
+                          int64_t cl, int64_t L, int64_t mlo, int64_t mhi, KB_T *restrict suf,
+                          KB_T *restrict oa, KB_T *restrict ob)
+{
+    const int64_t o0 = mlo * L;
+    KB_T *fa = suf, *fb = suf + L * KB_N;
+    int64_t m;
+#define KB_STEP(col)                                                                           \
+    do {                                                                                       \
+        sa += KB_LD(a + ((col) - e0) * KB_N);                                                  \
+        sb += KB_LD(b + ((col) - e0) * KB_N);                                                  \
+    } while (0)
+#define KB_SUF_AT(i)                                                                           \
+    do {                                                                                       \
+        KB_ST(fa + ((i) - base) * KB_N, sa);                                                   \
+        KB_ST(fb + ((i) - base) * KB_N, sb);                                                   \
+    } while (0)
+#define KB_OUT_AT(i)                                                                              \
+    do {                                                                                       \
+        const int64_t k_ = ((i) - base) * KB_N;                                                \
+        KB_ST(ta + k_, KB_LD(fa + k_) + sa);                                                   \
+        KB_ST(tb + k_, KB_LD(fb + k_) + sb);                                                   \
+    } while (0)
+#define KB_RESET() (sa = sb = KB_BC(0))
+    for (m = mlo; m <= mhi; ++m) {
+        const int64_t base = m * L, end = base + L;
+        KB_T *ta = oa + (base - o0) * KB_N, *tb = ob + (base - o0) * KB_N;
+        KB_V sa = KB_BC(0), sb = KB_BC(0);
+        KB_BLOCK(KB_STEP, KB_SUF_AT, KB_OUT_AT, KB_RESET);
+    }
+#undef KB_STEP
+#undef KB_SUF_AT
+#undef KB_OUT_AT
+#undef KB_RESET
+}
+
+/*
+ * The row sums over the mirrored window of the gradient (kern_lcn.h): with
+ * lines wb and cu, the window sums of W = wb + (s - r)*cu about the adjoint
+ * anchors s (a value per block and lane: own[(m - mlo)*N + g]; r the
+ * statistics' anchor of the column's group, stat[(col / L - smlo)*N + g])
+ * and of cu, for the outputs of blocks [mlo, mhi]: out[0] W, out[1] cu.
+ * Columns outside the row are absent. suf: 2 * L vectors.
+ */
+static void KB(box_adjoint)(const KB_T *restrict wb, const KB_T *restrict cu, int64_t e0,
+                            int64_t w, int64_t cl, int64_t L, int64_t mlo, int64_t mhi,
+                            const KB_T *own, const KB_T *stat, int64_t smlo, KB_T *restrict suf,
+                            KB_T *const *out)
+{
+    const int64_t o0 = mlo * L;
+    KB_T *fo = suf, *fu = suf + L * KB_N;
+    int64_t m;
+/* (s - r) is fixed over a statistics group's columns [g_lo, g_lo + L) */
+#define KB_STEP(col)                                                                           \
+    do {                                                                                       \
+        const int64_t c_ = (col), k_ = (c_ - e0) * KB_N;                                       \
+        KB_V uv_;                                                                              \
+        if (c_ < g_lo || c_ >= g_lo + L) {                                                     \
+            g_lo = c_ / L * L;                                                                 \
+            d = s_ref - KB_LD(stat + (c_ / L - smlo) * KB_N);                                  \
+        }                                                                                      \
+        uv_ = KB_LD(cu + k_);                                                                  \
+        so += KB_FMA(d, uv_, KB_LD(wb + k_));                                                  \
+        su += uv_;                                                                             \
+    } while (0)
+#define KB_SUF_AT(i)                                                                           \
+    do {                                                                                       \
+        const int64_t k_ = ((i) - base) * KB_N;                                                \
+        KB_ST(fo + k_, so);                                                                    \
+        KB_ST(fu + k_, su);                                                                    \
+    } while (0)
+#define KB_OUT_AT(i)                                                                              \
+    do {                                                                                       \
+        const int64_t k_ = ((i) - base) * KB_N;                                                \
+        KB_ST(to + k_, KB_LD(fo + k_) + so);                                                   \
+        KB_ST(tu + k_, KB_LD(fu + k_) + su);                                                   \
+    } while (0)
+#define KB_RESET() (so = su = KB_BC(0))
+    for (m = mlo; m <= mhi; ++m) {
+        const KB_V s_ref = KB_LD(own + (m - mlo) * KB_N);
+        const int64_t base = m * L, end = base + L;
+        KB_T *to = out[0] + (base - o0) * KB_N, *tu = out[1] + (base - o0) * KB_N;
+        KB_V so = KB_BC(0), su = KB_BC(0), d = KB_BC(0);
+        int64_t g_lo = -L - 1; /* no group yet: the first column sets one */
+        KB_BLOCK(KB_STEP, KB_SUF_AT, KB_OUT_AT, KB_RESET);
+    }
+#undef KB_STEP
+#undef KB_SUF_AT
+#undef KB_OUT_AT
+#undef KB_RESET
+}
+
+#undef KB_BLOCK
+#undef KB
+#undef KB_T
+#undef KB_V
+#undef KB_N
+#undef KB_LD
+#undef KB_ST
+#undef KB_BC
+#undef KB_FMA
+#undef KB_TRANSPOSE
+#undef KB_SUFFIX

@@ -7,6 +7,14 @@
  * its constant stride; other strides an element loop. Widening is exact;
  * narrowing rounds to nearest even.
  */
+#ifndef MPSNORM_CPU_KERN_IO_H
+#define MPSNORM_CPU_KERN_IO_H
+
+#include <stdint.h>
+#include <string.h>
+
+#include "kernels.h"
+#include "simd.h"
 
 static void io_load_d(int dtype, const void *data, int64_t off, int64_t stride, int64_t m,
                       double *restrict dst)
@@ -131,6 +139,12 @@ static void io_store_d(void *data, int64_t off, int64_t stride, int64_t m,
             p[k * stride] = src[k];
 }
 
+/* Bytes of one element of a dtype. */
+static inline int64_t io_item_bytes(int dtype)
+{
+    return dtype == MPSNORM_FLOAT64 ? 8 : dtype == MPSNORM_FLOAT32 ? 4 : 2;
+}
+
 /* Element offset of (n, c, j, i). */
 static inline int64_t io_offset(const mpsnorm_tensor *t, int64_t n, int64_t c, int64_t j,
                                 int64_t i)
@@ -146,7 +160,7 @@ static inline int64_t io_offset(const mpsnorm_tensor *t, int64_t n, int64_t c, i
  */
 static void io_copy_stream(void *dst, const void *src, size_t bytes)
 {
-#if MPSNORM_ISA >= 2
+#if MPSNORM_SIMD_LEVEL >= 2
     char *d = (char *)dst;
     const char *s = (const char *)src;
     size_t head = (size_t)((64 - ((uintptr_t)d & 63)) & 63);
@@ -159,10 +173,11 @@ static void io_copy_stream(void *dst, const void *src, size_t bytes)
     s += head;
     bytes -= head;
     for (; bytes >= 64; bytes -= 64, d += 64, s += 64) {
-#if MPSNORM_ISA == 3
+#if MPSNORM_SIMD_LEVEL == 3
         _mm512_stream_si512((void *)d, _mm512_loadu_si512((const void *)s));
 #else
-        _mm256_stream_si256((__m256i *)(void *)d, _mm256_loadu_si256((const __m256i *)(const void *)s));
+        _mm256_stream_si256((__m256i *)(void *)d,
+                            _mm256_loadu_si256((const __m256i *)(const void *)s));
         _mm256_stream_si256((__m256i *)(void *)(d + 32),
                             _mm256_loadu_si256((const __m256i *)(const void *)(s + 32)));
 #endif
@@ -175,7 +190,7 @@ static void io_copy_stream(void *dst, const void *src, size_t bytes)
 
 static void io_stream_fence(void)
 {
-#if MPSNORM_ISA >= 2
+#if MPSNORM_SIMD_LEVEL >= 2
     _mm_sfence();
 #endif
 }
@@ -193,3 +208,5 @@ static void io_store_stream(int dtype, void *data, int64_t off, int64_t m, const
         io_copy_stream((uint16_t *)data + off, tmp, (size_t)m * sizeof(uint16_t));
     }
 }
+
+#endif /* MPSNORM_CPU_KERN_IO_H */

@@ -1,18 +1,21 @@
 /*
  * lcn.c -- local contrast normalization, forward and gradient, on the CPU
  * (the driver: job set-up, scratch layout, bands and threads; the loops are
- * in kern_lcn.h and kern_box.h).
+ * in kern_lcn.h, kern_lcn_typed.h and kern_box.h).
  *
  * Tasks are (plane, band) pairs, bands being runs of band_rows output rows
  * fixed by the shape. A worker gets a contiguous range of tasks and streams
  * the consecutive bands of one plane as a single run of rows, so a plane
- * costs one halo per worker. In channel-interleaved memory (NHWC) a task is
- * instead a group of channels of one band: their rows, with the windows'
- * halo, are staged into planar rows (channel_stage.h), the group's planes run
- * on them, and the output rows are staged back. Every output value is
- * computed by the same operations in the same order wherever the run starts
- * (window sums anchored to the plane), so results are bitwise identical for
- * any thread count and either memory order.
+ * costs one halo per worker; planes wider than LCN_TILE_MIN_WIDTH are run in
+ * column tiles, each its own stream, so the scratch does not grow with the
+ * width. In channel-interleaved memory (NHWC) a task is instead a group of
+ * channels of one band: their rows, with the windows' halo, are staged into
+ * planar rows (channel_stage.h), the group's planes run on them, writing
+ * their output over their staged X rows, and the output rows are staged
+ * back. Every output value is computed by the same operations in the same
+ * order wherever the run or tile starts (window sums anchored to the plane),
+ * so results are bitwise identical for any thread count and either memory
+ * order.
  */
 #include <assert.h>
 #include <math.h>
@@ -31,18 +34,28 @@
 #define LCN_BAND_MIN_ROWS 16
 #define LCN_BAND_ELEMENTS ((int64_t)1 << 16)
 /* Output rows per strip: at least 32, more for narrow planes. */
-#define LCN_STRIP_ROWS 32
-#define LCN_STRIP_ELEMENTS 8192
+#define LCN_STRIP_ROWS 16
+#define LCN_STRIP_ELEMENTS 4096
 #define LCN_ALIGN 64
+/* Planes wider than LCN_TILE_MIN_WIDTH are cut into column tiles of
+ * LCN_TILE_COLUMNS output columns, so a worker's rows of scratch stay in its
+ * cache whatever the width (each tile recomputes a margin of about three
+ * window widths: worth it only when that is small against the tile). */
+#define LCN_TILE_MIN_WIDTH 1024
+#define LCN_TILE_COLUMNS 512
+/* The widest vector of any kernel table (AVX-512). */
+#define LCN_VECTOR_BYTES 64
 /* Scratch of a small one-worker call, on the caller's stack. */
 #define LCN_LOCAL_DOUBLES 2048
 /* Channel-interleaved memory: channels per staged group, output rows per
  * band (at least four halos), and the most staging a worker may hold (else
- * the planes read their rows in place, strided). Measured on (4,16,256,256)
- * float32 9x9 gradients, 2 threads: 16 channels ran at 1.5x the planar time
- * with 35% of a tensor in scratch, 8 channels at 1.7x with 22%. */
+ * the planes read their rows in place, strided). A group's band is staged
+ * with its halo rows, which each band computes again: taller bands cost less
+ * work and more scratch. Measured on (4,16,256,256) float32 9x9 gradients,
+ * one thread: 8 channels by 64 rows ran at 1.2x the planar time with 22% of
+ * a tensor in scratch (2 threads), 4 by 96 at 1.3x, 8 by 32 at 1.4x. */
 #define LCN_STAGE_CHANNELS 8
-#define LCN_STAGE_BAND_ROWS 32
+#define LCN_STAGE_BAND_ROWS 64
 #define LCN_STAGE_MAX_BYTES ((int64_t)4 << 20)
 
 typedef struct lcn_run {
@@ -51,18 +64,14 @@ typedef struct lcn_run {
     const mpsnorm_kernels *kernels;
     mpsnorm_scratch scratch;
     /* staged path (channel-interleaved memory): groups of channels per band,
-     * the halo rows staged beyond a band on each side, and the bytes of the
-     * staged rows of x and of dy (band and halos) and of the output (band),
-     * in that order after the kernels' scratch */
+     * the rows of x and of dy staged beyond a band above and below, and the
+     * bytes of the staged rows of x (then of the output) and of dy, in that
+     * order after the kernels' scratch */
     int staged;
-    int64_t groups, halo;
-    size_t stage_in_bytes, stage_out_bytes;
+    int64_t groups;
+    int64_t x_above, x_below, dy_above, dy_below;
+    size_t stage_x_bytes, stage_dy_bytes;
 } lcn_run;
-
-static int64_t clip(int64_t extent, int64_t n)
-{
-    return extent < n - 1 ? extent : n - 1;
-}
 
 /* offset of the next section of `bytes`, or -1 on overflow */
 static int64_t take(int64_t *total, int64_t bytes)
@@ -83,20 +92,42 @@ static int64_t rows_bytes(int64_t rows, int64_t pitch, int64_t size)
     return rows * pitch * size;
 }
 
+/* 1 if the kernels use rows of t in place whatever their vector width
+ * (kern_lcn.h lc_direct, for vectors of up to 16 elements); staged tensors
+ * are read and written through planar copies with unit column stride. */
+static int in_place(const mpsnorm_lcn_job *job, const mpsnorm_tensor *t)
+{
+    const int wide = job->dtype == MPSNORM_FLOAT64;
+    return t != NULL && t->dtype == (wide ? MPSNORM_FLOAT64 : MPSNORM_FLOAT32) &&
+           (job->staged || t->strides[3] == 1) && t->shape[3] % 16 == 0;
+}
+
 int64_t mpsnorm_lcn_layout_of(const mpsnorm_lcn_job *job, mpsnorm_lcn_layout *lay)
 {
     const int grad = job->gradient, squares = job->alpha != 0.0;
     const int64_t ts = job->dtype == MPSNORM_FLOAT64 ? 8 : 4;
-    int64_t total = 0, pitch, cap, temp, strip, vlen, hlen, q, g;
-    int64_t offsets[32];
-    int k = 0;
+    int64_t total = 0, pitch, cap, temp, strip, vlen, hlen, q, g, groups, walk, columns;
+    int64_t line_len;
 
     memset(lay, 0, sizeof *lay);
-    if (job->w > INT64_MAX - 16)
+    if (job->w > INT64_MAX / 4 || job->tile_columns < 1)
         return -1;
-    pitch = (job->w + 15) / 16 * 16;
-    vlen = clip(job->up, job->h) + clip(job->down, job->h) + 1;
-    hlen = clip(job->left, job->w) + clip(job->right, job->w) + 1;
+    /* the widest tile's buffers, in whole vectors of any table */
+    {
+        mpsnorm_lcn_tile tile;
+        int64_t c0;
+        pitch = 16;
+        for (c0 = 0; c0 < job->w; c0 += job->tile_columns) {
+            const int64_t c1 = job->w - c0 < job->tile_columns ? job->w : c0 + job->tile_columns;
+            mpsnorm_lcn_tile_of(job, 16, c0, c1, &tile);
+            if (tile.span > pitch)
+                pitch = tile.span;
+        }
+        pitch = (pitch + 15) / 16 * 16;
+    }
+    vlen = mpsnorm_window_reach(job->up, job->h) + mpsnorm_window_reach(job->down, job->h) + 1;
+    hlen = mpsnorm_window_reach(job->left, job->w) +
+           mpsnorm_window_reach(job->right, job->w) + 1;
     strip = LCN_STRIP_ELEMENTS / pitch;
     if (strip < LCN_STRIP_ROWS)
         strip = LCN_STRIP_ROWS;
@@ -104,72 +135,92 @@ int64_t mpsnorm_lcn_layout_of(const mpsnorm_lcn_job *job, mpsnorm_lcn_layout *la
         strip = job->h;
     if (vlen > INT64_MAX / 4 - strip)
         return -1;
-    for (cap = 1; cap < strip + 2 * vlen + 2; cap *= 2)
-        ;
+    cap = strip + 2 * vlen + 2;
     temp = strip + vlen + 1;
-    /* every section is at most (cap + 3*vlen + 64) rows of pitch doubles */
+    /* every section is at most (cap + 3*vlen + 64) rows of (pitch + hlen) doubles */
     {
         int64_t rows_max = mpsnorm_size_mad(3, vlen, cap + 64);
         int64_t bytes_max = rows_max < 0 ? -1 : mpsnorm_size_mad(rows_max, pitch + hlen, 0);
         if (bytes_max < 0 || bytes_max > ((int64_t)1 << 53))
             return -1;
     }
+    /* a walk's rows span (strip + vlen) rows: their row groups, their tables */
+    groups = (strip + vlen) / vlen + 2;
+    walk = strip + 2 * vlen + 2;
+    columns = (pitch - 1) / hlen + 2; /* column groups a tile's row sums span */
+    line_len = columns * hlen;        /* >= pitch */
     lay->strip = strip;
     lay->pitch = pitch;
     lay->cap = cap;
     lay->temp = temp;
     lay->vlen = vlen;
     lay->hlen = hlen;
+    lay->groups = groups;
+    lay->walk_rows = walk;
+    lay->line_sums_len = line_len;
+    lay->anchor_pitch = (columns + 15) / 16 * 16;
     lay->tsize = (size_t)ts;
 
     g = grad ? 1 : 0;
-    q = grad && squares ? 1 : 0;
-    /* in the order of the fields */
-    offsets[k++] = take(&total, rows_bytes(cap, pitch, ts));                       /* xring */
-    offsets[k++] = take(&total, rows_bytes(cap, 1, (int64_t)sizeof(void *)));      /* xptr */
-    offsets[k++] = take(&total, rows_bytes(cap, pitch, 8));                        /* hxring */
-    offsets[k++] = take(&total, squares ? rows_bytes(cap, pitch, 8) : 0);          /* hqring */
-    offsets[k++] = take(&total, rows_bytes(2 * vlen, pitch, 8));                   /* v1suf */
-    offsets[k++] = take(&total, rows_bytes(2, pitch, 8));                          /* v1pre */
-    offsets[k++] = take(&total, rows_bytes(g * temp, pitch, ts));                  /* dyt */
-    offsets[k++] = take(&total, rows_bytes(g * cap, pitch, ts));                   /* gring */
-    offsets[k++] = take(&total, rows_bytes(g * cap, pitch, ts));                   /* hgring */
-    offsets[k++] = take(&total, rows_bytes(q * cap, pitch, ts));                   /* huring */
-    offsets[k++] = take(&total, rows_bytes(q * temp, pitch, ts));                  /* ut */
-    offsets[k++] = take(&total, rows_bytes(g * temp, pitch, ts));                  /* umt: W */
-    offsets[k++] = take(&total, rows_bytes(strip, pitch, ts));                     /* outt */
-    offsets[k++] = take(&total, rows_bytes(g * 2 * vlen, pitch, ts));              /* v2suf */
-    offsets[k++] = take(&total, rows_bytes(g * 2, pitch, ts));                     /* v2pre */
-    offsets[k++] = take(&total, rows_bytes(pitch + hlen, 64, 1));                  /* ext */
-    offsets[k++] = take(&total, rows_bytes(pitch, 64, 1));                         /* sums1 */
-    offsets[k++] = take(&total, rows_bytes(pitch, 64, 1));                         /* sums2 */
-    offsets[k++] = take(&total, rows_bytes(1, pitch, 8));                          /* zero */
-    offsets[k++] = take(&total, rows_bytes(1, pitch, 8));                          /* dummy */
+    q = squares ? 1 : 0;
+#define SECTION(field, bytes) lay->field = (size_t)take(&total, bytes)
+    /* rows used in place need no copies: X of float32 (float64) rows in whole
+     * vectors of any table; dY and the output of staged planes too */
+    SECTION(x_rows, rows_bytes(in_place(job, job->x) ? 0 : cap, pitch, ts));
+    SECTION(x_row_ptrs, rows_bytes(cap, 1, (int64_t)sizeof(void *)));
+    SECTION(sums_x_own, rows_bytes(cap, pitch, ts));
+    SECTION(sums_x2_own, rows_bytes(q * cap, pitch, ts));
+    SECTION(sums_x_prev, rows_bytes(cap, pitch, ts));
+    SECTION(sums_x2_prev, rows_bytes(q * cap, pitch, ts));
+    SECTION(stat_suffix, rows_bytes(2 * vlen, pitch, ts));
+    SECTION(stat_prefix, rows_bytes(2, pitch, ts));
+    SECTION(refs_by_column, rows_bytes(groups, pitch, ts));
+    SECTION(cols_inside, rows_bytes(1, pitch, ts));
+    lay->anchor_set_bytes = (size_t)rows_bytes(MPSNORM_LCN_ANCHOR_SLOTS, lay->anchor_pitch, ts);
+    SECTION(anchor_rows, 2 * (int64_t)lay->anchor_set_bytes);
+    SECTION(lane_refs, rows_bytes(2 * lay->anchor_pitch, 1, LCN_VECTOR_BYTES));
+    SECTION(walk_tables, rows_bytes(4 * walk, 1, (int64_t)sizeof(void *)));
+    SECTION(walk_plan, rows_bytes(walk, 1, MPSNORM_LCN_PLAN_BYTES));
+    SECTION(dy_rows, rows_bytes(job->staged && in_place(job, job->dy) ? 0 : g * temp, pitch, ts));
+    SECTION(g_rows, rows_bytes(g * cap, pitch, ts));
+    SECTION(sums_w, rows_bytes(g * cap, pitch, ts));
+    SECTION(sums_u, rows_bytes(g * q * cap, pitch, ts));
+    SECTION(u_rows, rows_bytes(g * q * temp, pitch, ts));
+    SECTION(w_rows, rows_bytes(g * temp, pitch, ts));
+    SECTION(out_rows, rows_bytes(job->staged && in_place(job, job->out) ? 0 : strip, pitch, ts));
+    SECTION(adj_suffix, rows_bytes(g * 2 * vlen, pitch, ts));
+    SECTION(adj_prefix, rows_bytes(g * 2, pitch, ts));
+    SECTION(line, rows_bytes(2 * pitch, 1, LCN_VECTOR_BYTES));
+    SECTION(line_suffix, rows_bytes(4 * hlen, 1, LCN_VECTOR_BYTES));
+    SECTION(line_sums, rows_bytes(4 * line_len, 1, LCN_VECTOR_BYTES));
+    SECTION(zero_row, rows_bytes(1, pitch, 8));
+    SECTION(discard_row, rows_bytes(1, pitch, 8));
+#undef SECTION
     if (total < 0)
         return -1;
-    k = 0;
-    lay->xring = (size_t)offsets[k++];
-    lay->xptr = (size_t)offsets[k++];
-    lay->hxring = (size_t)offsets[k++];
-    lay->hqring = (size_t)offsets[k++];
-    lay->v1suf = (size_t)offsets[k++];
-    lay->v1pre = (size_t)offsets[k++];
-    lay->dyt = (size_t)offsets[k++];
-    lay->gring = (size_t)offsets[k++];
-    lay->hgring = (size_t)offsets[k++];
-    lay->huring = (size_t)offsets[k++];
-    lay->ut = (size_t)offsets[k++];
-    lay->umt = (size_t)offsets[k++];
-    lay->outt = (size_t)offsets[k++];
-    lay->v2suf = (size_t)offsets[k++];
-    lay->v2pre = (size_t)offsets[k++];
-    lay->ext = (size_t)offsets[k++];
-    lay->sums1 = (size_t)offsets[k++];
-    lay->sums2 = (size_t)offsets[k++];
-    lay->zero = (size_t)offsets[k++];
-    lay->dummy = (size_t)offsets[k++];
     lay->total = (size_t)total;
     return total;
+}
+
+/* Tile width forced by mpsnorm_lcn_tile_force (tests), or 0. */
+static int64_t g_tile_columns = 0;
+
+void mpsnorm_lcn_tile_force(int64_t columns)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    __atomic_store_n(&g_tile_columns, columns > 0 ? columns : 0, __ATOMIC_RELEASE);
+#else
+    g_tile_columns = columns > 0 ? columns : 0;
+#endif
+}
+
+static int64_t tile_forced(void)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    return __atomic_load_n(&g_tile_columns, __ATOMIC_ACQUIRE);
+#else
+    return g_tile_columns;
+#endif
 }
 
 static void *aligned_block(void *block)
@@ -185,39 +236,39 @@ static void lcn_staged_task(const lcn_run *run, int64_t task, void *scratch)
     const int64_t row_begin = band * job->band_rows;
     const int64_t row_end = row_begin + job->band_rows < job->h ? row_begin + job->band_rows
                                                                 : job->h;
-    const int64_t first = row_begin > run->halo ? row_begin - run->halo : 0;
-    const int64_t last = row_end + run->halo < job->h ? row_end + run->halo : job->h;
     char *planes = (char *)scratch + run->layout.total;
-    void *x_rows = planes, *dy_rows = planes + run->stage_in_bytes;
-    void *out_rows = planes + 2 * run->stage_in_bytes;
+    void *x_rows = planes, *dy_rows = planes + run->stage_x_bytes;
     mpsnorm_tensor x_view, dy_view, out_view;
     mpsnorm_lcn_job staged = *job;
-    mpsnorm_stage in, out;
+    mpsnorm_stage in, in_dy;
     int64_t c;
 
-    in.n = out.n = task / run->groups / job->bands;
-    in.c0 = out.c0 = group * LCN_STAGE_CHANNELS;
-    in.channels = out.channels = job->c - in.c0 < LCN_STAGE_CHANNELS ? job->c - in.c0
-                                                                     : LCN_STAGE_CHANNELS;
-    in.r0 = first;
-    in.rows = last - first;
-    out.r0 = row_begin;
-    out.rows = row_end - row_begin;
+    in.n = task / run->groups / job->bands;
+    in.c0 = group * LCN_STAGE_CHANNELS;
+    in.channels = job->c - in.c0 < LCN_STAGE_CHANNELS ? job->c - in.c0 : LCN_STAGE_CHANNELS;
+    in_dy = in;
+    in.r0 = row_begin > run->x_above ? row_begin - run->x_above : 0;
+    in.rows = (row_end + run->x_below < job->h ? row_end + run->x_below : job->h) - in.r0;
+    in_dy.r0 = row_begin > run->dy_above ? row_begin - run->dy_above : 0;
+    in_dy.rows = (row_end + run->dy_below < job->h ? row_end + run->dy_below : job->h) - in_dy.r0;
     mpsnorm_stage_in(job->x, &in, x_rows);
     mpsnorm_stage_view(job->x, &in, x_rows, &x_view);
     staged.x = &x_view;
     if (job->dy != NULL) {
-        mpsnorm_stage_in(job->dy, &in, dy_rows);
-        mpsnorm_stage_view(job->dy, &in, dy_rows, &dy_view);
+        mpsnorm_stage_in(job->dy, &in_dy, dy_rows);
+        mpsnorm_stage_view(job->dy, &in_dy, dy_rows, &dy_view);
         staged.dy = &dy_view;
     }
-    mpsnorm_stage_view(job->out, &out, out_rows, &out_view);
+    /* the output rows of a plane overwrite its staged X rows: a row of X is
+     * read for the last time by the step that writes the row's output */
+    mpsnorm_stage_view(job->out, &in, x_rows, &out_view);
     staged.out = &out_view;
     staged.stream_out = 0;
+    staged.staged = 1;
     for (c = in.c0; c < in.c0 + in.channels; ++c)
         run->kernels->lcn_rows(&staged, &run->layout, in.n * job->c + c, row_begin, row_end,
                                scratch);
-    mpsnorm_stage_out(job->out, &out, out_rows);
+    mpsnorm_stage_out(job->out, &in, x_rows, row_begin, row_end);
 }
 
 static void lcn_task(void *context, int64_t first, int64_t last, int worker)
@@ -226,10 +277,6 @@ static void lcn_task(void *context, int64_t first, int64_t last, int worker)
     const mpsnorm_lcn_job *job = &run->job;
     void *scratch = aligned_block(run->scratch.block[worker]);
     int64_t task = first;
-
-    /* rows are read a whole vector at a time: the columns past the plane's
-     * width must hold finite numbers, and zero is what nothing overwrites */
-    memset(scratch, 0, run->layout.total);
 
     if (run->staged) {
         for (; task < last; ++task)
@@ -265,7 +312,7 @@ static int lcn_main(const mpsnorm_lcn_params *params, const mpsnorm_tensor *dy,
 
     memset(&run, 0, sizeof run);
     job->x = x;
-    job->shift_x = x;
+    job->whole_x = x;
     job->dy = dy;
     job->out = out;
     job->dtype = x->dtype;
@@ -308,33 +355,44 @@ static int lcn_main(const mpsnorm_lcn_params *params, const mpsnorm_tensor *dy,
                      : job->power == MPSNORM_POWER_RECIPROCAL
                          ? 1.0f / (float)job->delta
                          : powf((float)job->delta, -(float)job->beta);
-    /* the rows a band reads beyond itself on either side (kern_lcn.h: the
-     * forward's window; the gradient's dY window, and X over the windows of
-     * those rows' windows, up + down in all) */
-    run.halo = params->kernel_height - 1;
     run.staged = job->c > 1 && llabs(x->strides[1]) < llabs(x->strides[3]);
     if (run.staged) {
-        const int64_t rows = LCN_STAGE_BAND_ROWS > 4 * run.halo ? LCN_STAGE_BAND_ROWS
-                                                                : 4 * run.halo;
+        /* the rows a band reads beyond itself (kern_lcn.h): the forward X over
+         * its window; the gradient dY over the mirrored window of the band
+         * (down rows above, up below) and X over those rows' windows */
+        const int64_t up = mpsnorm_window_reach(job->up, job->h);
+        const int64_t down = mpsnorm_window_reach(job->down, job->h);
+        const int64_t reach = up + down, min_rows = 4 * reach;
+        const int64_t rows = LCN_STAGE_BAND_ROWS > min_rows ? LCN_STAGE_BAND_ROWS : min_rows;
         const int64_t band = rows < job->h ? rows : job->h;
         const int64_t group = job->c < LCN_STAGE_CHANNELS ? job->c : LCN_STAGE_CHANNELS;
         const int64_t item = job->dtype == MPSNORM_FLOAT64 ? 8
                            : job->dtype == MPSNORM_FLOAT32 ? 4 : 2;
-        /* halo <= MPSNORM_MAX_KERNEL_SIZE: no overflow in band + 2 * halo */
-        const int64_t in_bytes = mpsnorm_size_mad(
-            mpsnorm_size_mad(mpsnorm_stage_plane(band + 2 * run.halo, job->w), group, 0),
+        int64_t x_bytes, dy_bytes;
+        run.dy_above = job->gradient ? down : 0;
+        run.dy_below = job->gradient ? up : 0;
+        run.x_above = job->gradient ? reach : up;
+        run.x_below = job->gradient ? reach : down;
+        /* reach < 2 * MPSNORM_MAX_KERNEL_SIZE: no overflow in band + reach */
+        x_bytes = mpsnorm_size_mad(
+            mpsnorm_size_mad(mpsnorm_stage_plane(band + run.x_above + run.x_below, job->w), group,
+                             0),
             item, 0);
-        const int64_t out_bytes = mpsnorm_size_mad(
-            mpsnorm_size_mad(mpsnorm_stage_plane(band, job->w), group, 0), item, 0);
-        run.staged = in_bytes >= 0 && out_bytes >= 0 &&
-                     in_bytes <= LCN_STAGE_MAX_BYTES / 3 && out_bytes <= LCN_STAGE_MAX_BYTES / 3;
+        dy_bytes = job->gradient
+                       ? mpsnorm_size_mad(
+                             mpsnorm_size_mad(mpsnorm_stage_plane(band + reach, job->w), group, 0),
+                             item, 0)
+                       : 0;
+        run.staged = x_bytes >= 0 && dy_bytes >= 0 && x_bytes <= LCN_STAGE_MAX_BYTES / 2 &&
+                     dy_bytes <= LCN_STAGE_MAX_BYTES / 2;
         if (run.staged) {
             job->band_rows = rows;
             run.groups = (job->c + LCN_STAGE_CHANNELS - 1) / LCN_STAGE_CHANNELS;
-            run.stage_in_bytes = (size_t)(in_bytes + LCN_ALIGN - 1) / LCN_ALIGN * LCN_ALIGN;
-            run.stage_out_bytes = (size_t)(out_bytes + LCN_ALIGN - 1) / LCN_ALIGN * LCN_ALIGN;
+            run.stage_x_bytes = (size_t)(x_bytes + LCN_ALIGN - 1) / LCN_ALIGN * LCN_ALIGN;
+            run.stage_dy_bytes = (size_t)(dy_bytes + LCN_ALIGN - 1) / LCN_ALIGN * LCN_ALIGN;
         }
     }
+    job->staged = run.staged; /* for the layout; the kernels see it on staged views */
     if (!run.staged) {
         job->band_rows = (LCN_BAND_ELEMENTS + job->w - 1) / job->w;
         if (job->band_rows < LCN_BAND_MIN_ROWS)
@@ -343,11 +401,21 @@ static int lcn_main(const mpsnorm_lcn_params *params, const mpsnorm_tensor *dy,
     if (job->band_rows > job->h)
         job->band_rows = job->h;
     job->bands = (job->h + job->band_rows - 1) / job->band_rows;
+    job->tile_columns = job->w;
+    if (!run.staged) { /* staged planes write their output over their X rows: one tile */
+        const int64_t reach = mpsnorm_window_reach(job->left, job->w) +
+                              mpsnorm_window_reach(job->right, job->w) + 1;
+        const int64_t forced = tile_forced();
+        if (forced > 0)
+            job->tile_columns = (forced + 15) / 16 * 16;
+        else if (job->w > LCN_TILE_MIN_WIDTH && reach <= LCN_TILE_COLUMNS / 8)
+            job->tile_columns = LCN_TILE_COLUMNS;
+    }
 
     bytes = mpsnorm_lcn_layout_of(job, &run.layout);
-    if (bytes < 0 || bytes > INT64_MAX - LCN_ALIGN - 3 * (int64_t)LCN_STAGE_MAX_BYTES)
+    if (bytes < 0 || bytes > INT64_MAX - LCN_ALIGN - (int64_t)LCN_STAGE_MAX_BYTES)
         return MPSNORM_ERR_OUT_OF_MEMORY;
-    bytes += 2 * (int64_t)run.stage_in_bytes + (int64_t)run.stage_out_bytes;
+    bytes += (int64_t)(run.stage_x_bytes + run.stage_dy_bytes);
     run.kernels = mpsnorm_kernels_get();
 
     tasks = run.staged ? job->n * job->bands * run.groups : job->n * job->c * job->bands;

@@ -1577,6 +1577,118 @@ static void test_bands(void)
 }
 
 /* ------------------------------------------------------------------------ */
+/* Column tiles and channel-interleaved bands                                */
+
+/*
+ * Planes run in column tiles (mpsnorm_lcn_tile_force makes any plane use
+ * them): each tile recomputes the row sums of its margins, and every window
+ * sum is anchored to the plane, so the bits may not change with the tile
+ * width: tiles of 16, 48, 112 and 512 columns against one tile, with
+ * windows narrower and wider than a tile, even and odd, in every dtype and
+ * both directions (and against the reference once).
+ */
+static lcn_case lcn_case_of(int gradient, int dtype, const int64_t shape[4], int64_t kw,
+                            int64_t kh, int which, const layout_t *layout)
+{
+    lcn_case lc;
+    lc.gradient = gradient;
+    lc.dtype = dtype;
+    memcpy(lc.shape, shape, sizeof lc.shape);
+    lc.params = lcn_params(kw, kh, which);
+    lc.lx = lc.ldy = lc.lout = layout;
+    return lc;
+}
+
+static void test_lcn_tiles(void)
+{
+    static const int64_t shape[4] = {1, 2, 23, 301};
+    static const int64_t windows[][2] = {{1, 1}, {3, 3}, {8, 5}, {31, 7}, {200, 2}, {4, 40}};
+    static const int64_t tiles[] = {16, 48, 112, 512};
+    int dtypes[] = {MPSNORM_FLOAT64, MPSNORM_FLOAT32, MPSNORM_FLOAT16};
+    int64_t count = count_of(shape);
+    double *x = dalloc(count), *dy = dalloc(count), *xr = dalloc(count), *dyr = dalloc(count);
+    double *base = dalloc(count), *other = dalloc(count);
+    size_t d, k, t;
+    int grad, gaps;
+    fill_random(x, count, 20.0, 3.0);
+    fill_random(dy, count, 0.0, 1.0);
+    for (d = 0; d < 3; ++d)
+        for (k = 0; k < sizeof windows / sizeof windows[0]; ++k)
+            for (grad = 0; grad < 2; ++grad) {
+                lcn_case lc = lcn_case_of(grad, dtypes[d], shape, windows[k][0], windows[k][1], 2,
+                                          &L_NCHW);
+                int same = 1;
+                mpsnorm_lcn_tile_force(0);
+                run_lcn(&lc, x, dy, xr, dyr, base, &gaps);
+                for (t = 0; t < sizeof tiles / sizeof tiles[0]; ++t) {
+                    mpsnorm_lcn_tile_force(tiles[t]);
+                    if (run_lcn(&lc, x, dy, xr, dyr, other, &gaps) != MPSNORM_OK || !gaps ||
+                        memcmp(base, other, (size_t)count * sizeof(double)) != 0)
+                        same = 0;
+                }
+                mpsnorm_lcn_tile_force(0);
+                check(same, "tiles: lcn %s %s k=%lldx%lld, column tiles of 16, 48, 112, 512 give "
+                            "the bits of one tile",
+                      grad ? "grad" : "fwd", dtype_name(dtypes[d]), (long long)windows[k][0],
+                      (long long)windows[k][1]);
+            }
+    mpsnorm_lcn_tile_force(48);
+    lcn_vs_reference_ex(MPSNORM_FLOAT32, shape, 9, 9, 2, &L_NCHW, &L_NCHW, &L_NCHW, 20.0, 1);
+    lcn_vs_reference_ex(MPSNORM_FLOAT64, shape, 8, 3, 1, &L_NCHW, &L_NCHW, &L_NCHW, 0.0, 1);
+    mpsnorm_lcn_tile_force(0);
+    free(x);
+    free(dy);
+    free(xr);
+    free(dyr);
+    free(base);
+    free(other);
+}
+
+/*
+ * Channel-interleaved memory runs on bands of 64 rows (more for tall
+ * windows) of groups of 8 channels, staged with their halos: heights and
+ * channel counts on both sides of those give the planar bits.
+ */
+static void test_lcn_interleaved_bands(void)
+{
+    static const int64_t shapes[][4] = {{1, 7, 63, 20}, {1, 8, 64, 17}, {1, 9, 65, 16},
+                                        {1, 17, 129, 12}, {2, 16, 130, 9}};
+    static const int64_t windows[][2] = {{3, 3}, {9, 9}, {6, 17}};
+    int dtypes[] = {MPSNORM_FLOAT32, MPSNORM_FLOAT16};
+    size_t s, k, d;
+    int grad, gaps;
+    for (s = 0; s < sizeof shapes / sizeof shapes[0]; ++s) {
+        const int64_t *shape = shapes[s];
+        int64_t count = count_of(shape);
+        double *x = dalloc(count), *dy = dalloc(count), *xr = dalloc(count);
+        double *dyr = dalloc(count), *a = dalloc(count), *b = dalloc(count);
+        int same = 1;
+        fill_random(x, count, 1.0, 2.0);
+        fill_random(dy, count, 0.0, 1.0);
+        for (d = 0; d < 2; ++d)
+            for (k = 0; k < sizeof windows / sizeof windows[0]; ++k)
+                for (grad = 0; grad < 2; ++grad) {
+                    lcn_case lc = lcn_case_of(grad, dtypes[d], shape, windows[k][0],
+                                              windows[k][1], 1, &L_NCHW);
+                    run_lcn(&lc, x, dy, xr, dyr, a, &gaps);
+                    lc.lx = lc.ldy = lc.lout = &L_NHWC;
+                    if (run_lcn(&lc, x, dy, xr, dyr, b, &gaps) != MPSNORM_OK || !gaps ||
+                        memcmp(a, b, (size_t)count * sizeof(double)) != 0)
+                        same = 0;
+                }
+        check(same, "interleaved bands: %lldx%lldx%lldx%lld NHWC gives the NCHW bits (float32, "
+                    "float16; 3x3, 9x9, 6x17; both directions)",
+              (long long)shape[0], (long long)shape[1], (long long)shape[2], (long long)shape[3]);
+        free(x);
+        free(dy);
+        free(xr);
+        free(dyr);
+        free(a);
+        free(b);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
 /* float32 on data that stresses the float arithmetic                        */
 
 /*
@@ -1598,6 +1710,10 @@ static void test_float32_stress(void)
         {200.0, 3.4, 9, 40, 52, 3, "mean 200, noise 2, 9x9, beta 1"},
         {1000.0, 1.7, 5, 33, 40, 1, "mean 1000, unit noise, 5x5"},
         {-1.0, 3.4, 9, 40, 52, 1, "ramp 0..255 across the plane, noise 2, 9x9"},
+        {-2.0, 4.0, 9, 40, 52, 1, "a step of 1000 down the plane, noise 0..4, 9x9"},
+        {-2.0, 4.0, 3, 40, 52, 3, "a step of 1000 down the plane, noise 0..4, 3x3, beta 1"},
+        {-2.0, 4.0, 31, 40, 52, 1, "a step of 1000 down the plane, noise 0..4, 31x31"},
+        {10000.0, 1.7, 31, 48, 56, 1, "mean 1e4, unit noise, 31x31"},
     };
     size_t c;
     for (c = 0; c < sizeof cases / sizeof cases[0]; ++c) {
@@ -1612,10 +1728,13 @@ static void test_float32_stress(void)
         fill_random(dy, count, 0.0, 1.0);
         for (k = 0; k < count; k += 97)
             x[k] = cases[c].offset; /* some flat spots */
-        if (cases[c].offset < 0.0) /* a local mean that varies: no one shift fits */
+        if (cases[c].offset == -1.0) /* a local mean that varies: no one shift fits */
             for (k = 0; k < count; ++k)
                 x[k] += 1.0 + 255.0 * (double)((k % shape[3]) + (k / shape[3]) % shape[2]) /
                                   (double)(shape[2] + shape[3]);
+        if (cases[c].offset == -2.0) /* the lower half of each plane 1000 higher */
+            for (k = 0; k < count; ++k)
+                x[k] += 2.0 + ((k / shape[3]) % shape[2] >= shape[2] / 2 ? 1000.0 : 0.0);
         lc.dtype = MPSNORM_FLOAT32;
         memcpy(lc.shape, shape, sizeof lc.shape);
         lc.params = lcn_params(cases[c].k, cases[c].k, cases[c].which);
@@ -1769,6 +1888,8 @@ static void run_suite(void)
     test_out_of_memory();
     test_thread_determinism();
     test_bands();
+    test_lcn_tiles();
+    test_lcn_interleaved_bands();
     test_float32_stress();
 }
 

@@ -1,5 +1,5 @@
 /*
- * kern_inorm.h -- part of the kernel template (kernels_impl.h): one band of
+ * kern_instance_norm.h -- part of the kernel template (kernels_impl.h): one band of
  * an instance-norm job (see kernels.h for the rounds and coefficients).
  *
  * Sums run in double for every dtype, 16 lanes per quantity (element k of a
@@ -8,19 +8,28 @@
  * data (x - M is taken before scaling, so a large mean costs no accuracy)
  * and in double for float64.
  *
- * Scratch (mpsnorm_inorm_scratch_bytes): three buffers of job->run doubles,
+ * Scratch (mpsnorm_instance_norm_scratch_bytes): three buffers of job->run doubles,
  * then (channel mode) 8*C doubles of per-channel sums and coefficients.
  */
+#ifndef MPSNORM_CPU_KERN_INSTANCE_NORM_H
+#define MPSNORM_CPU_KERN_INSTANCE_NORM_H
+
+#ifndef KNAME
+#error "kern_instance_norm.h needs KNAME(x), the instruction set's name of a kernel"
+#endif
+
+#include <stdint.h>
+#include <string.h>
+
+#include "kern_common.h"
+#include "kern_io.h"
+#include "kernels.h"
+#include "simd.h"
 
 #define IN_LANES 16
 #define IN_NV (IN_LANES / VD)
 
-static int64_t in_min(int64_t a, int64_t b)
-{
-    return a < b ? a : b;
-}
-
-static int64_t in_run(const mpsnorm_inorm_job *job)
+static int64_t in_run(const mpsnorm_instance_norm_job *job)
 {
     return job->run;
 }
@@ -81,25 +90,20 @@ static int64_t in_run(const mpsnorm_inorm_job *job)
 IN_ACC(in_acc, double, ldd)
 IN_ACC(in_acc_fd, float, ld_f2d)
 
-/* A run of m elements of t at off as floats (float32/float16 tensors): the
- * tensor's own memory when it is a contiguous float32 run, else buf. */
-static const float *in_view_f(const mpsnorm_tensor *t, int64_t off, int64_t stride, int64_t m,
-                              float *buf)
-{
-    if (t->dtype == MPSNORM_FLOAT32 && stride == 1)
-        return (const float *)t->data + off;
-    io_load_f(t->dtype, t->data, off, stride, m, buf);
-    return buf;
-}
+/* A run of m elements of t at off in the compute type T: the tensor's own
+ * memory when it is a unit-stride run of that type, else loaded into buf. */
+#define IN_VIEW(name, T, DTYPE, LOAD)                                                          \
+    static const T *name(const mpsnorm_tensor *t, int64_t off, int64_t stride, int64_t m,      \
+                         T *buf)                                                               \
+    {                                                                                          \
+        if (t->dtype == DTYPE && stride == 1)                                                  \
+            return (const T *)t->data + off;                                                   \
+        LOAD(t->dtype, t->data, off, stride, m, buf);                                          \
+        return buf;                                                                            \
+    }
 
-static const double *in_view_d(const mpsnorm_tensor *t, int64_t off, int64_t stride, int64_t m,
-                               double *buf)
-{
-    if (t->dtype == MPSNORM_FLOAT64 && stride == 1)
-        return (const double *)t->data + off;
-    io_load_d(t->dtype, t->data, off, stride, m, buf);
-    return buf;
-}
+IN_VIEW(in_view_f, float, MPSNORM_FLOAT32, io_load_f) /* float32/float16 tensors */
+IN_VIEW(in_view_d, double, MPSNORM_FLOAT64, io_load_d)
 
 static double in_lanes_total(double *a)
 {
@@ -161,33 +165,22 @@ IN_ACC_CHANNELS(in_acc_channels, double, ldd)
 IN_ACC_CHANNELS(in_acc_channels_f, float, ld_f2d)
 
 /* Loads `pixels` pixels (all channels) of row j from column i into buf. */
-static void in_load_pixels_d(const mpsnorm_tensor *t, int64_t n, int64_t j, int64_t i,
-                             int64_t pixels, int64_t channels, double *buf)
-{
-    const int64_t sw = t->strides[3];
-    int64_t p;
-    if (sw == channels) {
-        io_load_d(t->dtype, t->data, io_offset(t, n, 0, j, i), 1, pixels * channels, buf);
-        return;
+#define IN_LOAD_PIXELS(name, T, LOAD)                                                          \
+    static void name(const mpsnorm_tensor *t, int64_t n, int64_t j, int64_t i, int64_t pixels, \
+                     int64_t channels, T *buf)                                                 \
+    {                                                                                          \
+        int64_t p;                                                                             \
+        if (t->strides[3] == channels) {                                                       \
+            LOAD(t->dtype, t->data, io_offset(t, n, 0, j, i), 1, pixels * channels, buf);      \
+            return;                                                                            \
+        }                                                                                      \
+        for (p = 0; p < pixels; ++p)                                                           \
+            LOAD(t->dtype, t->data, io_offset(t, n, 0, j, i + p), 1, channels,                 \
+                 buf + p * channels);                                                          \
     }
-    for (p = 0; p < pixels; ++p)
-        io_load_d(t->dtype, t->data, io_offset(t, n, 0, j, i + p), 1, channels,
-                  buf + p * channels);
-}
 
-static void in_load_pixels_f(const mpsnorm_tensor *t, int64_t n, int64_t j, int64_t i,
-                             int64_t pixels, int64_t channels, float *buf)
-{
-    const int64_t sw = t->strides[3];
-    int64_t p;
-    if (sw == channels) {
-        io_load_f(t->dtype, t->data, io_offset(t, n, 0, j, i), 1, pixels * channels, buf);
-        return;
-    }
-    for (p = 0; p < pixels; ++p)
-        io_load_f(t->dtype, t->data, io_offset(t, n, 0, j, i + p), 1, channels,
-                  buf + p * channels);
-}
+IN_LOAD_PIXELS(in_load_pixels_d, double, io_load_d)
+IN_LOAD_PIXELS(in_load_pixels_f, float, io_load_f)
 
 /* `pixels` pixels (all channels) of row j from column i as floats: in place
  * when the tensor holds them so (float32, pixels side by side), else loaded
@@ -201,11 +194,11 @@ static const float *in_view_pixels_f(const mpsnorm_tensor *t, int64_t n, int64_t
     return buf;
 }
 
-static void in_reduce_channels(const mpsnorm_inorm_job *job, int64_t image, int64_t band,
+static void in_reduce_channels(const mpsnorm_instance_norm_job *job, int64_t image, int64_t band,
                                int round, double *scratch)
 {
     const int64_t channels = job->c, run = in_run(job);
-    const int64_t j0 = band * job->band_rows, j1 = in_min(job->h, j0 + job->band_rows);
+    const int64_t j0 = band * job->band_rows, j1 = kmin(job->h, j0 + job->band_rows);
     const int64_t chunk = run / channels; /* >= 1 pixel */
     const int quantities = job->quantities[round];
     double *xb = scratch, *db = scratch + run, *acc = scratch + 3 * run;
@@ -215,7 +208,7 @@ static void in_reduce_channels(const mpsnorm_inorm_job *job, int64_t image, int6
     memset(acc, 0, (size_t)(4 * channels) * sizeof(double));
     for (j = j0; j < j1; ++j)
         for (i = 0; i < job->w; i += chunk) {
-            int64_t pixels = in_min(chunk, job->w - i);
+            int64_t pixels = kmin(chunk, job->w - i);
             if (job->dtype == MPSNORM_FLOAT64) {
                 in_load_pixels_d(job->x, image, j, i, pixels, channels, xb);
                 if (quantities == 4)
@@ -238,8 +231,8 @@ static void in_reduce_channels(const mpsnorm_inorm_job *job, int64_t image, int6
     }
 }
 
-static void KNAME(inorm_reduce)(const mpsnorm_inorm_job *job, int64_t owner, int64_t band,
-                                int round, void *scratch_bytes)
+static void KNAME(instance_norm_reduce)(const mpsnorm_instance_norm_job *job, int64_t owner,
+                                        int64_t band, int round, void *scratch_bytes)
 {
     double *scratch = (double *)scratch_bytes;
     const int64_t run = in_run(job);
@@ -257,12 +250,12 @@ static void KNAME(inorm_reduce)(const mpsnorm_inorm_job *job, int64_t owner, int
     n = plane / job->c;
     c = plane % job->c;
     j0 = band * job->band_rows;
-    j1 = in_min(job->h, j0 + job->band_rows);
+    j1 = kmin(job->h, j0 + job->band_rows);
     s = job->shift[plane];
     memset(acc, 0, sizeof acc);
     for (j = j0; j < j1; ++j)
         for (i = 0; i < job->w; i += run) {
-            int64_t m = in_min(run, job->w - i);
+            int64_t m = kmin(run, job->w - i);
             int64_t ox = io_offset(job->x, n, c, j, i);
             int64_t od = quantities == 4 ? io_offset(job->dy, n, c, j, i) : 0;
             if (job->dtype == MPSNORM_FLOAT64) {
@@ -284,95 +277,58 @@ static void KNAME(inorm_reduce)(const mpsnorm_inorm_job *job, int64_t owner, int
         out[q] = q < quantities ? in_lanes_total(acc[q]) : 0.0;
 }
 
-/* o = A*d + B*(x - M) + C (d == NULL: forward, no A term), m elements */
-static void in_apply_f(const float *restrict x, const float *restrict d, float *restrict o,
-                       int64_t m, float a, float b, float cc, float mu)
-{
-    const vf av = bcf(a), bv = bcf(b), cv = bcf(cc), mv = bcf(mu);
-    int64_t k = 0;
-    if (d != NULL) {
-        for (; k + VF <= m; k += VF)
-            stf(o + k, av * ldf(d + k) + bv * (ldf(x + k) - mv) + cv);
-        for (; k < m; ++k)
-            o[k] = a * d[k] + b * (x[k] - mu) + cc;
-    } else {
-        for (; k + VF <= m; k += VF)
-            stf(o + k, bv * (ldf(x + k) - mv) + cv);
-        for (; k < m; ++k)
-            o[k] = b * (x[k] - mu) + cc;
+/* o = A*d + B*(x - M) + C (d == NULL: forward, no A term), m elements, with
+ * one coefficient set (in_apply_*) or per-channel coefficient vectors over
+ * `pixels` pixels of `channels` channels (in_apply_channels_*). */
+#define IN_APPLY(name, T, V, N, LD, ST, BC)                                                    \
+    static void name(const T *restrict x, const T *restrict d, T *restrict o, int64_t m, T a,  \
+                     T b, T cc, T mu)                                                          \
+    {                                                                                          \
+        const V av = BC(a), bv = BC(b), cv = BC(cc), mv = BC(mu);                              \
+        int64_t k = 0;                                                                         \
+        if (d != NULL) {                                                                       \
+            for (; k + N <= m; k += N)                                                         \
+                ST(o + k, av * LD(d + k) + bv * (LD(x + k) - mv) + cv);                        \
+            for (; k < m; ++k)                                                                 \
+                o[k] = a * d[k] + b * (x[k] - mu) + cc;                                        \
+        } else {                                                                               \
+            for (; k + N <= m; k += N)                                                         \
+                ST(o + k, bv * (LD(x + k) - mv) + cv);                                         \
+            for (; k < m; ++k)                                                                 \
+                o[k] = b * (x[k] - mu) + cc;                                                   \
+        }                                                                                      \
     }
-}
 
-static void in_apply_d(const double *restrict x, const double *restrict d, double *restrict o,
-                       int64_t m, double a, double b, double cc, double mu)
-{
-    const vd av = bcd(a), bv = bcd(b), cv = bcd(cc), mv = bcd(mu);
-    int64_t k = 0;
-    if (d != NULL) {
-        for (; k + VD <= m; k += VD)
-            std_(o + k, av * ldd(d + k) + bv * (ldd(x + k) - mv) + cv);
-        for (; k < m; ++k)
-            o[k] = a * d[k] + b * (x[k] - mu) + cc;
-    } else {
-        for (; k + VD <= m; k += VD)
-            std_(o + k, bv * (ldd(x + k) - mv) + cv);
-        for (; k < m; ++k)
-            o[k] = b * (x[k] - mu) + cc;
+#define IN_APPLY_CHANNELS(name, T, N, LD, ST)                                                  \
+    static void name(const T *restrict x, const T *restrict d, T *restrict o, int64_t pixels,  \
+                     int64_t channels, const T *restrict coef)                                 \
+    {                                                                                          \
+        const T *A = coef, *B = coef + channels, *C = coef + 2 * channels;                     \
+        const T *M = coef + 3 * channels;                                                      \
+        int64_t p, c;                                                                          \
+        for (p = 0; p < pixels; ++p) {                                                         \
+            const T *xp = x + p * channels, *dp = d != NULL ? d + p * channels : NULL;         \
+            T *op = o + p * channels;                                                          \
+            c = 0;                                                                             \
+            if (dp != NULL) {                                                                  \
+                for (; c + N <= channels; c += N)                                              \
+                    ST(op + c, LD(A + c) * LD(dp + c) +                                        \
+                                   LD(B + c) * (LD(xp + c) - LD(M + c)) + LD(C + c));          \
+                for (; c < channels; ++c)                                                      \
+                    op[c] = A[c] * dp[c] + B[c] * (xp[c] - M[c]) + C[c];                       \
+            } else {                                                                           \
+                for (; c + N <= channels; c += N)                                              \
+                    ST(op + c, LD(B + c) * (LD(xp + c) - LD(M + c)) + LD(C + c));              \
+                for (; c < channels; ++c)                                                      \
+                    op[c] = B[c] * (xp[c] - M[c]) + C[c];                                      \
+            }                                                                                  \
+        }                                                                                      \
     }
-}
 
-/* Channel mode, float: per-channel coefficient vectors over `pixels` pixels. */
-static void in_apply_channels_f(const float *restrict x, const float *restrict d,
-                                float *restrict o, int64_t pixels, int64_t channels,
-                                const float *restrict coef)
-{
-    const float *A = coef, *B = coef + channels, *C = coef + 2 * channels;
-    const float *M = coef + 3 * channels;
-    int64_t p, c;
-    for (p = 0; p < pixels; ++p) {
-        const float *xp = x + p * channels, *dp = d != NULL ? d + p * channels : NULL;
-        float *op = o + p * channels;
-        c = 0;
-        if (dp != NULL) {
-            for (; c + VF <= channels; c += VF)
-                stf(op + c, ldf(A + c) * ldf(dp + c) + ldf(B + c) * (ldf(xp + c) - ldf(M + c)) +
-                                ldf(C + c));
-            for (; c < channels; ++c)
-                op[c] = A[c] * dp[c] + B[c] * (xp[c] - M[c]) + C[c];
-        } else {
-            for (; c + VF <= channels; c += VF)
-                stf(op + c, ldf(B + c) * (ldf(xp + c) - ldf(M + c)) + ldf(C + c));
-            for (; c < channels; ++c)
-                op[c] = B[c] * (xp[c] - M[c]) + C[c];
-        }
-    }
-}
-
-static void in_apply_channels_d(const double *restrict x, const double *restrict d,
-                                double *restrict o, int64_t pixels, int64_t channels,
-                                const double *restrict coef)
-{
-    const double *A = coef, *B = coef + channels, *C = coef + 2 * channels;
-    const double *M = coef + 3 * channels;
-    int64_t p, c;
-    for (p = 0; p < pixels; ++p) {
-        const double *xp = x + p * channels, *dp = d != NULL ? d + p * channels : NULL;
-        double *op = o + p * channels;
-        c = 0;
-        if (dp != NULL) {
-            for (; c + VD <= channels; c += VD)
-                std_(op + c, ldd(A + c) * ldd(dp + c) + ldd(B + c) * (ldd(xp + c) - ldd(M + c)) +
-                                 ldd(C + c));
-            for (; c < channels; ++c)
-                op[c] = A[c] * dp[c] + B[c] * (xp[c] - M[c]) + C[c];
-        } else {
-            for (; c + VD <= channels; c += VD)
-                std_(op + c, ldd(B + c) * (ldd(xp + c) - ldd(M + c)) + ldd(C + c));
-            for (; c < channels; ++c)
-                op[c] = B[c] * (xp[c] - M[c]) + C[c];
-        }
-    }
-}
+IN_APPLY(in_apply_f, float, vf, VF, ldf, stf, bcf)
+IN_APPLY(in_apply_d, double, vd, VD, ldd, std_, bcd)
+IN_APPLY_CHANNELS(in_apply_channels_f, float, VF, ldf, stf)
+IN_APPLY_CHANNELS(in_apply_channels_d, double, VD, ldd, std_)
 
 static void in_store_pixels(const mpsnorm_tensor *t, int64_t n, int64_t j, int64_t i,
                             int64_t pixels, int64_t channels, const void *buf, int stream,
@@ -395,11 +351,11 @@ static void in_store_pixels(const mpsnorm_tensor *t, int64_t n, int64_t j, int64
     }
 }
 
-static void in_write_channels(const mpsnorm_inorm_job *job, int64_t image, int64_t band,
+static void in_write_channels(const mpsnorm_instance_norm_job *job, int64_t image, int64_t band,
                               double *scratch)
 {
     const int64_t channels = job->c, run = in_run(job);
-    const int64_t j0 = band * job->band_rows, j1 = in_min(job->h, j0 + job->band_rows);
+    const int64_t j0 = band * job->band_rows, j1 = kmin(job->h, j0 + job->band_rows);
     const int64_t chunk = run / channels;
     const int wide = job->dtype == MPSNORM_FLOAT64;
     double *xb = scratch, *db = scratch + run, *ob = scratch + 2 * run;
@@ -417,7 +373,7 @@ static void in_write_channels(const mpsnorm_inorm_job *job, int64_t image, int64
         }
     for (j = j0; j < j1; ++j)
         for (i = 0; i < job->w; i += chunk) {
-            int64_t pixels = in_min(chunk, job->w - i);
+            int64_t pixels = kmin(chunk, job->w - i);
             if (wide) {
                 in_load_pixels_d(job->x, image, j, i, pixels, channels, xb);
                 if (job->gradient)
@@ -436,8 +392,8 @@ static void in_write_channels(const mpsnorm_inorm_job *job, int64_t image, int64
         }
 }
 
-static void KNAME(inorm_write)(const mpsnorm_inorm_job *job, int64_t owner, int64_t band,
-                               void *scratch_bytes)
+static void KNAME(instance_norm_write)(const mpsnorm_instance_norm_job *job, int64_t owner,
+                                       int64_t band, void *scratch_bytes)
 {
     double *scratch = (double *)scratch_bytes;
     const int64_t run = in_run(job);
@@ -454,11 +410,11 @@ static void KNAME(inorm_write)(const mpsnorm_inorm_job *job, int64_t owner, int6
     n = plane / job->c;
     c = plane % job->c;
     j0 = band * job->band_rows;
-    j1 = in_min(job->h, j0 + job->band_rows);
+    j1 = kmin(job->h, j0 + job->band_rows);
     k4 = job->coef + plane * 4;
     for (j = j0; j < j1; ++j)
         for (i = 0; i < job->w; i += run) {
-            int64_t m = in_min(run, job->w - i);
+            int64_t m = kmin(run, job->w - i);
             int64_t ox = io_offset(x, n, c, j, i), oo = io_offset(out, n, c, j, i);
             if (job->dtype == MPSNORM_FLOAT64) {
                 double *xb = scratch, *db = scratch + run, *ob = scratch + 2 * run;
@@ -471,18 +427,10 @@ static void KNAME(inorm_write)(const mpsnorm_inorm_job *job, int64_t owner, int6
                     io_store_stream(MPSNORM_FLOAT64, out->data, oo, m, ob, NULL);
                 else
                     io_store_d(out->data, oo, out->strides[3], m, ob);
-            } else if (job->stream_out) {
-                float *of = (float *)(scratch + 2 * run);
-                const float *xv = in_view_f(x, ox, x->strides[3], m, (float *)scratch);
-                const float *dv = job->gradient ? in_view_f(dy, io_offset(dy, n, c, j, i),
-                                                            dy->strides[3], m,
-                                                            (float *)(scratch + run))
-                                                : NULL;
-                in_apply_f(xv, dv, of, m, (float)k4[0], (float)k4[1], (float)k4[2],
-                           (float)k4[3]);
-                io_store_stream(out->dtype, out->data, oo, m, of, scratch);
             } else {
-                const int direct = out->dtype == MPSNORM_FLOAT32 && out->strides[3] == 1;
+                /* float32 rows are written in place unless streamed */
+                const int direct = !job->stream_out && out->dtype == MPSNORM_FLOAT32 &&
+                                   out->strides[3] == 1;
                 float *of = direct ? (float *)out->data + oo : (float *)(scratch + 2 * run);
                 const float *xv = in_view_f(x, ox, x->strides[3], m, (float *)scratch);
                 const float *dv = job->gradient ? in_view_f(dy, io_offset(dy, n, c, j, i),
@@ -491,10 +439,23 @@ static void KNAME(inorm_write)(const mpsnorm_inorm_job *job, int64_t owner, int6
                                                 : NULL;
                 in_apply_f(xv, dv, of, m, (float)k4[0], (float)k4[1], (float)k4[2],
                            (float)k4[3]);
-                if (!direct)
+                if (job->stream_out) /* scratch: the float16 narrowing's buffer */
+                    io_store_stream(out->dtype, out->data, oo, m, of, scratch);
+                else if (!direct)
                     io_store_f(out->dtype, out->data, oo, out->strides[3], m, of);
             }
         }
     if (job->stream_out)
         io_stream_fence();
 }
+
+#undef IN_LANES
+#undef IN_NV
+#undef IN_ACC
+#undef IN_VIEW
+#undef IN_ACC_CHANNELS
+#undef IN_LOAD_PIXELS
+#undef IN_APPLY
+#undef IN_APPLY_CHANNELS
+
+#endif /* MPSNORM_CPU_KERN_INSTANCE_NORM_H */
