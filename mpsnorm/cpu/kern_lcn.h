@@ -13,13 +13,13 @@
  * call's first rows also compute the halo above them):
  *   X rows -> row sums of X - r and (X - r)^2, r the anchors of
  *   kern_lcn_typed.h (rings hxo, hqo, hxp, hqp)
- *   -> vertical sums (v1_pixels) fused with the pixel math
+ *   -> vertical sums (stats_walk) fused with the pixel math
  *   -> G, cU = c2*U and Wb = c1*G - cU*(M - r) -> row sums over the
  *   mirrored window of W = Wb + (s - r)*cU and cU (rings hw, hu), s the
  *   anchors of the mirrored windows' groups: X*Badj(U) - Badj(U*M) is summed
  *   as (X - s)*Badj(U) - Badj(U*(M - s)), both factors local; Badj is
  *   linear, so the terms that multiply nothing share one window sum
- *   -> vertical adjoint sums (v2_combine) fused with dX = ..., rounded to
+ *   -> vertical adjoint sums (adjoint_walk) fused with dX = ..., rounded to
  *   the dtype.
  * Everything runs in float for float32/float16 data and in double for
  * float64. Memory: rings and temporaries of O(strip + window) rows of the
@@ -219,7 +219,7 @@ static void lc_forward(lc_state *st, int64_t j_begin, int64_t j_end)
     void *rows[LC_MAX_STRIP];
     int64_t x_next = kmax(0, j_begin - st->cu), j0;
 
-    st->v1.block = -1;
+    st->stats.block = -1;
     for (j0 = j_begin; j0 < j_end; j0 += st->lay->strip) {
         const int64_t j1 = kmin(j_end, j0 + st->lay->strip);
         const int64_t x_end = kmin(h, j1 + st->cd);
@@ -227,9 +227,9 @@ static void lc_forward(lc_state *st, int64_t j_begin, int64_t j_end)
         x_next = x_end;
         lc_out_rows(st, j0, j1, rows);
         if (job->dtype == MPSNORM_FLOAT64)
-            v1_pixels_d(st, j0, j1, (double *const *)rows);
+            stats_walk_d(st, j0, j1, (double *const *)rows);
         else
-            v1_pixels_f(st, j0, j1, (float *const *)rows);
+            stats_walk_f(st, j0, j1, (float *const *)rows);
         lc_store_rows(st, j0, j1, rows);
     }
 }
@@ -278,7 +278,7 @@ static void lc_gradient(lc_state *st, int64_t j_begin, int64_t j_end)
     int64_t s_next = kmax(0, j_begin - st->cd);
     int64_t x_next = kmax(0, s_next - st->cu), j0;
 
-    st->v1.block = st->v2.block = -1;
+    st->stats.block = st->adjoint.block = -1;
     for (j0 = j_begin; j0 < j_end; j0 += lay->strip) {
         const int64_t j1 = kmin(j_end, j0 + lay->strip);
         const int64_t s_end = kmin(h, j1 + st->cu);
@@ -290,9 +290,9 @@ static void lc_gradient(lc_state *st, int64_t j_begin, int64_t j_end)
             lc_stats_rows(st, x_next, x_end);
             x_next = x_end;
             if (wide)
-                v1_pixels_d(st, s_next, s_end, NULL);
+                stats_walk_d(st, s_next, s_end, NULL);
             else
-                v1_pixels_f(st, s_next, s_end, NULL);
+                stats_walk_f(st, s_next, s_end, NULL);
         } else {
             lc_constant_d_rows(st, s_next, s_end);
         }
@@ -305,9 +305,9 @@ static void lc_gradient(lc_state *st, int64_t j_begin, int64_t j_end)
         /* output rows [j0, j1) */
         lc_out_rows(st, j0, j1, rows);
         if (wide)
-            v2_combine_d(st, j0, j1, (double *const *)rows);
+            adjoint_walk_d(st, j0, j1, (double *const *)rows);
         else
-            v2_combine_f(st, j0, j1, (float *const *)rows);
+            adjoint_walk_f(st, j0, j1, (float *const *)rows);
         lc_store_rows(st, j0, j1, rows);
     }
 }

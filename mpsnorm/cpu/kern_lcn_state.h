@@ -52,7 +52,7 @@ enum {
                     (from its end down to t), and the prefix up to t + len - 1 */
 };
 
-/* What the statistics walk writes (v1_tile's MODE). */
+/* What the statistics walk writes (stats_tile's MODE). */
 enum { LC_FORWARD = 0, LC_FORWARD_PLAIN = 1 /* alpha = 0 */, LC_GRADIENT = 2 };
 
 typedef struct lc_row_plan {
@@ -97,7 +97,7 @@ typedef struct lc_state {
      * of c2*U */
     lc_ring xr, hxo, hqo, hxp, hqp, gr, hw, hu;
     void **xptr;            /* xptr[r % cap]: X row r (compute type) */
-    lc_stream v1, v2;
+    lc_stream stats, adjoint; /* the two vertical walks */
     int64_t dy_first;       /* the dY temporaries hold rows from dy_first */
     /* per vertical walk over rows [t_a, t_b): tab[k][P - t_a] the rows it sums
      * (padded row P; a zero row outside the plane), plan[t - t_a] the rest */

@@ -140,12 +140,20 @@ static void LCF(lc_lane_refs)(lc_state *st, lc_anchor_set *as, int64_t r, int64_
     const LT *own_rows[LN], *prev_rows[LN];
     const int64_t count = as->mhi - as->mlo + 1;
     const int64_t mpad = (count + LN - 1) / LN * LN;
+    int64_t p = (r + reach) / st->lh, next = (p + 1) * st->lh - reach;
     int g;
-    for (g = 0; g < LN; ++g) {
-        const int64_t p = (r + g + reach) / st->lh;
-        /* the cache keeps LC_ANCHOR_SLOTS > LN + 1 groups: no pointer goes stale */
-        if (prev != NULL)
-            prev_rows[g] = LCF(lc_anchors)(st, as, p - 1);
+    /* the cache keeps LC_ANCHOR_SLOTS > LN + 1 groups: no pointer goes stale */
+    own_rows[0] = LCF(lc_anchors)(st, as, p);
+    prev_rows[0] = prev != NULL ? LCF(lc_anchors)(st, as, p - 1) : NULL;
+    for (g = 1; g < LN; ++g) {
+        if (r + g < next) { /* lane g's row is in lane g - 1's group */
+            own_rows[g] = own_rows[g - 1];
+            prev_rows[g] = prev_rows[g - 1];
+            continue;
+        }
+        p += 1;
+        next += st->lh;
+        prev_rows[g] = own_rows[g - 1];
         own_rows[g] = LCF(lc_anchors)(st, as, p);
     }
     LCF(box_line_in)(own_rows, 0, mpad, own);
@@ -397,7 +405,7 @@ SIMD_INLINE void LCF(lc_walk_advance)(const LCF(lc_walk) *wk, const lc_row_plan 
 }
 
 /*
- * Statistics of output rows [t_a, t_b) (stream v1; suffixes from the rows'
+ * Statistics of output rows [t_a, t_b) (stream stats; suffixes from the rows'
  * sums about their own group's anchors, prefixes from their sums about the
  * group before's) and the pixel math, for K column vectors from column i.
  * With r the window's anchor, S1, S2 the window sums of (x - r) and
@@ -408,8 +416,8 @@ SIMD_INLINE void LCF(lc_walk_advance)(const LCF(lc_walk) *wk, const lc_row_plan 
  * forward: out rows (Y); gradient: G (ring), U, W (temporaries from t_a).
  * MODE and POWER are constants where it is inlined.
  */
-SIMD_INLINE void LCF(v1_tile)(const LCF(lc_walk) *wk, int64_t i, const int K, const int MODE,
-                              const int POWER)
+SIMD_INLINE void LCF(stats_tile)(const LCF(lc_walk) *wk, int64_t i, const int K, const int MODE,
+                                 const int POWER)
 {
     const int64_t t_a = wk->t_a, t_b = wk->t_b;
     const int two = MODE != LC_FORWARD_PLAIN;
@@ -495,7 +503,7 @@ static void LCF(lc_walk_init)(const lc_state *st, LCF(lc_walk) *wk, int64_t t_a,
     wk->two = two;
 }
 
-static void LCF(v1_pixels)(lc_state *st, int64_t t_a, int64_t t_b, LT *const *out_rows)
+static void LCF(stats_walk)(lc_state *st, int64_t t_a, int64_t t_b, LT *const *out_rows)
 {
     const mpsnorm_lcn_job *job = st->job;
     const mpsnorm_lcn_layout *lay = st->lay;
@@ -524,39 +532,39 @@ static void LCF(v1_pixels)(lc_state *st, int64_t t_a, int64_t t_b, LT *const *ou
     }
     LCF(lc_expand_refs)(st, &st->anchors[LC_STATS], t_a / st->lh, (t_b - 1) / st->lh,
                         st->tile.s_lo, st->tile.s_hi);
-    lc_plan_walk(st, t_a, t_b, st->cu, suffix, prefix, st->v1.block,
+    lc_plan_walk(st, t_a, t_b, st->cu, suffix, prefix, st->stats.block,
                  (const char *)lc_at(st, lay->refs_by_column), job->gradient,
                  (void *const *)out_rows);
 /* the tiles with MODE, and the job's power as a constant */
-#define LC_V1_TILES(MODE)                                                                      \
+#define LC_STATS_TILES(MODE)                                                                   \
     do {                                                                                       \
         switch (job->power) {                                                                  \
         case MPSNORM_POWER_RSQRT:                                                              \
-            LC_TILES(LCF(v1_tile), MODE, MPSNORM_POWER_RSQRT);                                 \
+            LC_TILES(LCF(stats_tile), MODE, MPSNORM_POWER_RSQRT);                              \
             break;                                                                             \
         case MPSNORM_POWER_RECIPROCAL:                                                         \
-            LC_TILES(LCF(v1_tile), MODE, MPSNORM_POWER_RECIPROCAL);                            \
+            LC_TILES(LCF(stats_tile), MODE, MPSNORM_POWER_RECIPROCAL);                         \
             break;                                                                             \
         case MPSNORM_POWER_THREE_QUARTERS:                                                     \
-            LC_TILES(LCF(v1_tile), MODE, MPSNORM_POWER_THREE_QUARTERS);                        \
+            LC_TILES(LCF(stats_tile), MODE, MPSNORM_POWER_THREE_QUARTERS);                     \
             break;                                                                             \
         default:                                                                               \
-            LC_TILES(LCF(v1_tile), MODE, MPSNORM_POWER_GENERAL);                               \
+            LC_TILES(LCF(stats_tile), MODE, MPSNORM_POWER_GENERAL);                            \
             break;                                                                             \
         }                                                                                      \
     } while (0)
     if (!squares)
-        LC_TILES(LCF(v1_tile), LC_FORWARD_PLAIN, MPSNORM_POWER_GENERAL);
+        LC_TILES(LCF(stats_tile), LC_FORWARD_PLAIN, MPSNORM_POWER_GENERAL);
     else if (job->gradient)
-        LC_V1_TILES(LC_GRADIENT);
+        LC_STATS_TILES(LC_GRADIENT);
     else
-        LC_V1_TILES(LC_FORWARD);
-#undef LC_V1_TILES
-    st->v1.block = (t_b - 1) / st->lh;
+        LC_STATS_TILES(LC_FORWARD);
+#undef LC_STATS_TILES
+    st->stats.block = (t_b - 1) / st->lh;
 }
 
 /*
- * Adjoint sums of output rows [t_a, t_b) (stream v2 over the row sums of
+ * Adjoint sums of output rows [t_a, t_b) (stream adjoint over the row sums of
  * W = c1*G - c2*U*(M - s) and of cU = c2*U, s the anchors of the rows'
  * adjoint groups) and dX = ps*(G - Badj(W) - (X - s)*Badj(cU)) into out
  * rows: the suffix part of Badj(cU) is about the anchors of the output's
@@ -564,7 +572,7 @@ static void LCF(v1_pixels)(lc_state *st, int64_t t_a, int64_t t_b, LT *const *ou
  * (per pixel, W + (X - s)*cU = c1*G + cU*(X - M) whatever s). For K column
  * vectors from column i; FULL (alpha != 0) a constant where it is inlined.
  */
-SIMD_INLINE void LCF(v2_tile)(const LCF(lc_walk) *wk, int64_t i, const int K, const int FULL)
+SIMD_INLINE void LCF(adjoint_tile)(const LCF(lc_walk) *wk, int64_t i, const int K, const int FULL)
 {
     const int64_t t_a = wk->t_a, t_b = wk->t_b;
     LV pg[LC_TILE], pu[LC_TILE];
@@ -602,7 +610,7 @@ SIMD_INLINE void LCF(v2_tile)(const LCF(lc_walk) *wk, int64_t i, const int K, co
     }
 }
 
-static void LCF(v2_combine)(lc_state *st, int64_t t_a, int64_t t_b, LT *const *out_rows)
+static void LCF(adjoint_walk)(lc_state *st, int64_t t_a, int64_t t_b, LT *const *out_rows)
 {
     const mpsnorm_lcn_job *job = st->job;
     const mpsnorm_lcn_layout *lay = st->lay;
@@ -618,14 +626,14 @@ static void LCF(v2_combine)(lc_state *st, int64_t t_a, int64_t t_b, LT *const *o
     if (full)
         LCF(lc_expand_refs)(st, &st->anchors[LC_ADJOINT], t_a / st->lh, (t_b - 1) / st->lh + 1,
                             st->tile.out_lo, st->tile.out_hi);
-    lc_plan_walk(st, t_a, t_b, st->cd, sums, sums, st->v2.block,
+    lc_plan_walk(st, t_a, t_b, st->cd, sums, sums, st->adjoint.block,
                  full ? (const char *)lc_at(st, lay->refs_by_column) : NULL, 0,
                  (void *const *)out_rows);
     if (full)
-        LC_TILES(LCF(v2_tile), 1);
+        LC_TILES(LCF(adjoint_tile), 1);
     else
-        LC_TILES(LCF(v2_tile), 0);
-    st->v2.block = (t_b - 1) / st->lh;
+        LC_TILES(LCF(adjoint_tile), 0);
+    st->adjoint.block = (t_b - 1) / st->lh;
 }
 
 #undef LC_TILES
