@@ -15,7 +15,8 @@
  * back. Every output value is computed by the same operations in the same
  * order wherever the run or tile starts (window sums anchored to the plane),
  * so results are bitwise identical for any thread count and either memory
- * order.
+ * order. Tiny planes (lcn_small.h) are evaluated window by window instead:
+ * the streams' fixed cost per plane would dominate them.
  */
 #include <assert.h>
 #include <math.h>
@@ -27,6 +28,7 @@
 #include "backend.h"
 #include "channel_stage.h"
 #include "kernels.h"
+#include "lcn_small.h"
 #include "scratch.h"
 #include "threads.h"
 
@@ -301,6 +303,12 @@ static void lcn_task(void *context, int64_t first, int64_t last, int worker)
     }
 }
 
+static void lcn_small_task(void *context, int64_t first, int64_t last, int worker)
+{
+    (void)worker;
+    mpsnorm_lcn_small_planes((const mpsnorm_lcn_job *)context, first, last);
+}
+
 static int lcn_main(const mpsnorm_lcn_params *params, const mpsnorm_tensor *dy,
                     const mpsnorm_tensor *x, const mpsnorm_tensor *out)
 {
@@ -355,6 +363,13 @@ static int lcn_main(const mpsnorm_lcn_params *params, const mpsnorm_tensor *dy,
                      : job->power == MPSNORM_POWER_RECIPROCAL
                          ? 1.0f / (float)job->delta
                          : powf((float)job->delta, -(float)job->beta);
+    if (mpsnorm_lcn_small_fits(job)) { /* tiny planes: no streams, no scratch */
+        const int64_t planes = job->n * job->c, pixels = job->h * job->w;
+        const int64_t window = job->count < (double)pixels ? (int64_t)job->count : pixels;
+        workers = mpsnorm_workers_for(planes, pixels * window * 4);
+        mpsnorm_parallel_for(planes, workers, lcn_small_task, job);
+        return MPSNORM_OK;
+    }
     run.staged = job->c > 1 && llabs(x->strides[1]) < llabs(x->strides[3]);
     if (run.staged) {
         /* the rows a band reads beyond itself (kern_lcn.h): the forward X over

@@ -29,6 +29,7 @@
 #include "backend.h"
 #include "kernels.h"
 #include "half.h"
+#include "lcn_small.h"
 #include "threads.h"
 
 /* ------------------------------------------------------------------------ */
@@ -1899,14 +1900,19 @@ int main(void)
     int count, k;
     test_threads_api(); /* first: sees the default thread count */
     test_parallel_for();
-    /* the whole suite once per instruction set this CPU runs */
+    /* the whole suite once per instruction set this CPU runs, every plane
+     * streamed, then once with tiny planes evaluated window by window */
     count = mpsnorm_kernels_available(tables, 8);
+    mpsnorm_lcn_small_force(0);
     for (k = 0; k < count; ++k) {
         printf("---- kernels: %s\n", tables[k]->name);
         mpsnorm_kernels_force(tables[k]);
         run_suite();
     }
     mpsnorm_kernels_force(NULL);
+    mpsnorm_lcn_small_force(1);
+    printf("---- kernels: best, tiny planes window by window\n");
+    run_suite();
     printf("%d passed, %d failed\n", g_passed, g_failed);
     return g_failed == 0 ? 0 : 1;
 }

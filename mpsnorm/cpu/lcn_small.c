@@ -1,0 +1,186 @@
+/*
+ * lcn_small.c -- LCN of tiny planes, each output from its own window's values
+ * in double (docs/SPEC.md's formulas, term by term).
+ *
+ * Per plane: the window statistics of every pixel (the variance about the
+ * window's mean, padding zeros included, which equals B(X^2)/N - M^2 without
+ * its cancellation), then the output, or G = dY*D and U = dY*A*D/T and the
+ * adjoint sums dX = ps*(G - (p0/N)*Badj(G) - (2*alpha*beta/N)*Badj(U*(X - M)))
+ * with X taken at the output pixel. A NaN or infinity reaches exactly the
+ * windows that hold it, as in the streamed kernels.
+ */
+#include "lcn_small.h"
+
+#include <math.h>
+#include <stdint.h>
+
+#include "half.h"
+
+/* Window terms a small job may sum per plane (every pixel's clipped window). */
+#define LCN_SMALL_TERMS 512
+
+static int64_t extent_in(int64_t before, int64_t after, int64_t n)
+{
+    const int64_t length = before + after + 1;
+    return length < n ? length : n;
+}
+
+/* 0 when mpsnorm_lcn_small_force turned small planes off (tests) */
+static int g_small_enabled = 1;
+
+void mpsnorm_lcn_small_force(int enabled)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    __atomic_store_n(&g_small_enabled, enabled != 0, __ATOMIC_RELEASE);
+#else
+    g_small_enabled = enabled != 0;
+#endif
+}
+
+static int small_enabled(void)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    return __atomic_load_n(&g_small_enabled, __ATOMIC_ACQUIRE);
+#else
+    return g_small_enabled;
+#endif
+}
+
+int mpsnorm_lcn_small_fits(const mpsnorm_lcn_job *job)
+{
+    const int64_t pixels = job->h * job->w;
+    if (!small_enabled() || job->h > MPSNORM_LCN_SMALL_PIXELS || job->w > MPSNORM_LCN_SMALL_PIXELS ||
+        pixels > MPSNORM_LCN_SMALL_PIXELS)
+        return 0;
+    return pixels * extent_in(job->up, job->down, job->h) *
+               extent_in(job->left, job->right, job->w) <=
+           LCN_SMALL_TERMS;
+}
+
+static double read_at(const mpsnorm_tensor *t, int64_t n, int64_t c, int64_t j, int64_t i)
+{
+    const int64_t k = n * t->strides[0] + c * t->strides[1] + j * t->strides[2] +
+                      i * t->strides[3];
+    switch (t->dtype) {
+    case MPSNORM_FLOAT64:
+        return ((const double *)t->data)[k];
+    case MPSNORM_FLOAT32:
+        return (double)((const float *)t->data)[k];
+    default:
+        return mpsnorm_half_to_double(((const uint16_t *)t->data)[k]);
+    }
+}
+
+/* Rounded once, to nearest even, from the double value. */
+static void write_at(const mpsnorm_tensor *t, int64_t n, int64_t c, int64_t j, int64_t i,
+                     double value)
+{
+    const int64_t k = n * t->strides[0] + c * t->strides[1] + j * t->strides[2] +
+                      i * t->strides[3];
+    switch (t->dtype) {
+    case MPSNORM_FLOAT64:
+        ((double *)t->data)[k] = value;
+        break;
+    case MPSNORM_FLOAT32:
+        ((float *)t->data)[k] = (float)value;
+        break;
+    default:
+        ((uint16_t *)t->data)[k] = mpsnorm_half_from_double(value);
+        break;
+    }
+}
+
+/* [lo, hi] of a window [p - before, p + after] clipped to [0, n). */
+static void clip(int64_t p, int64_t before, int64_t after, int64_t n, int64_t *lo, int64_t *hi)
+{
+    *lo = p - before > 0 ? p - before : 0;
+    *hi = p + after < n - 1 ? p + after : n - 1;
+}
+
+/* t^-beta, the common betas without pow */
+static double power(const mpsnorm_lcn_job *job, double t)
+{
+    switch (job->power) {
+    case MPSNORM_POWER_RSQRT:
+        return 1.0 / sqrt(t);
+    case MPSNORM_POWER_RECIPROCAL:
+        return 1.0 / t;
+    default:
+        return pow(t, -job->beta);
+    }
+}
+
+static void small_plane(const mpsnorm_lcn_job *job, int64_t plane, double d_delta)
+{
+    enum { P = MPSNORM_LCN_SMALL_PIXELS };
+    const int64_t n = plane / job->c, c = plane % job->c, h = job->h, w = job->w;
+    const double count = job->count, inv_count = 1.0 / count;
+    double x[P], dy[P], mean[P], g[P], u[P];
+    int64_t j, i, a, b, a0, a1, b0, b1;
+
+    for (j = 0; j < h; ++j)
+        for (i = 0; i < w; ++i) {
+            x[j * w + i] = read_at(job->x, n, c, j, i);
+            dy[j * w + i] = job->gradient ? read_at(job->dy, n, c, j, i) : 0.0;
+        }
+    for (j = 0; j < h; ++j)
+        for (i = 0; i < w; ++i) {
+            const int64_t q = j * w + i;
+            double sum = 0.0, m, t = job->delta, d, centred;
+            clip(j, job->up, job->down, h, &a0, &a1);
+            clip(i, job->left, job->right, w, &b0, &b1);
+            for (a = a0; a <= a1; ++a)
+                for (b = b0; b <= b1; ++b)
+                    sum += x[a * w + b];
+            m = sum * inv_count;
+            if (job->alpha != 0.0) {
+                /* padding pixels are zeros of the window: each adds m^2 */
+                double squares = (count - (double)((a1 - a0 + 1) * (b1 - b0 + 1))) * m * m;
+                double var;
+                for (a = a0; a <= a1; ++a)
+                    for (b = b0; b <= b1; ++b)
+                        squares += (x[a * w + b] - m) * (x[a * w + b] - m);
+                var = squares * inv_count;
+                var = var < 0.0 ? 0.0 : var; /* keeps NaN */
+                t = job->delta + job->alpha * var;
+            }
+            d = job->alpha == 0.0 ? d_delta : power(job, t);
+            centred = x[q] - job->p0 * m;
+            if (!job->gradient) {
+                write_at(job->out, n, c, j, i, job->pm + job->ps * centred * d);
+                continue;
+            }
+            mean[q] = m;
+            g[q] = dy[q] * d;
+            u[q] = dy[q] * centred * (job->power == MPSNORM_POWER_RSQRT ? d * d * d : d / t);
+        }
+    if (!job->gradient)
+        return;
+    for (j = 0; j < h; ++j)
+        for (i = 0; i < w; ++i) {
+            const int64_t q = j * w + i;
+            double sum_g = 0.0, sum_u = 0.0, dx;
+            /* the outputs whose window holds (j, i): rows [j - down, j + up] */
+            clip(j, job->down, job->up, h, &a0, &a1);
+            clip(i, job->right, job->left, w, &b0, &b1);
+            for (a = a0; a <= a1; ++a)
+                for (b = b0; b <= b1; ++b)
+                    sum_g += g[a * w + b];
+            dx = g[q] - job->p0 * inv_count * sum_g;
+            if (job->alpha != 0.0) {
+                for (a = a0; a <= a1; ++a)
+                    for (b = b0; b <= b1; ++b)
+                        sum_u += u[a * w + b] * (x[q] - mean[a * w + b]);
+                dx -= 2.0 * job->alpha * job->beta * inv_count * sum_u;
+            }
+            write_at(job->out, n, c, j, i, job->ps * dx);
+        }
+}
+
+void mpsnorm_lcn_small_planes(const mpsnorm_lcn_job *job, int64_t first, int64_t last)
+{
+    const double d_delta = power(job, job->delta); /* D where alpha is 0 */
+    int64_t plane;
+    for (plane = first; plane < last; ++plane)
+        small_plane(job, plane, d_delta);
+}
