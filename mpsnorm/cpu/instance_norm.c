@@ -31,7 +31,7 @@
 #include <string.h>
 
 #include "backend.h"
-#include "half.h"
+#include "element.h"
 #include "kernels.h"
 #include "scratch.h"
 #include "threads.h"
@@ -63,19 +63,6 @@ int64_t mpsnorm_instance_norm_scratch_bytes(const mpsnorm_instance_norm_job *job
     return doubles < 0 ? -1 : mpsnorm_size_mad(doubles, (int64_t)sizeof(double), 0);
 }
 
-/* The element at `offset` of t, widened exactly to double. */
-static double read_value(const mpsnorm_tensor *t, int64_t offset)
-{
-    switch (t->dtype) {
-    case MPSNORM_FLOAT64:
-        return ((const double *)t->data)[offset];
-    case MPSNORM_FLOAT32:
-        return (double)((const float *)t->data)[offset];
-    default:
-        return mpsnorm_half_to_double(((const uint16_t *)t->data)[offset]);
-    }
-}
-
 static int64_t sat_mul(int64_t a, int64_t b)
 {
     return b != 0 && a > INT64_MAX / b ? INT64_MAX : a * b;
@@ -88,7 +75,7 @@ static double plane_shift(const mpsnorm_tensor *x, int64_t plane, int64_t channe
     double s = 0.0;
     count = x->shape[3] < INSTANCE_NORM_SHIFT_VALUES ? x->shape[3] : INSTANCE_NORM_SHIFT_VALUES;
     for (i = 0; i < count; ++i)
-        s += read_value(x, n * x->strides[0] + c * x->strides[1] + i * x->strides[3]);
+        s += mpsnorm_element_read(x, n * x->strides[0] + c * x->strides[1] + i * x->strides[3]);
     return s / (double)count;
 }
 

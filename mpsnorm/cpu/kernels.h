@@ -215,6 +215,11 @@ static inline void mpsnorm_lcn_tile_of(const mpsnorm_lcn_job *job, int64_t lanes
  * thread-safe with calls. */
 void mpsnorm_lcn_tile_force(int64_t columns);
 
+/* With 0, every later LCN call streams its planes however small (1: tiny
+ * planes go window by window, lcn_small.h). For tests, which run the kernels
+ * both ways; not thread-safe with calls. */
+void mpsnorm_lcn_small_force(int enabled);
+
 /* Bytes of one row of a vertical walk's plan (kern_lcn_state.h) at most. */
 #define MPSNORM_LCN_PLAN_BYTES 128
 

@@ -204,25 +204,37 @@ int64_t mpsnorm_lcn_layout_of(const mpsnorm_lcn_job *job, mpsnorm_lcn_layout *la
     return total;
 }
 
-/* Tile width forced by mpsnorm_lcn_tile_force (tests), or 0. */
+/* What tests force (mpsnorm_lcn_tile_force, mpsnorm_lcn_small_force): the
+ * tile width, or 0; whether tiny planes may go window by window. */
 static int64_t g_tile_columns = 0;
+static int64_t g_small_planes = 1;
 
-void mpsnorm_lcn_tile_force(int64_t columns)
+static void set_forced(int64_t *setting, int64_t value)
 {
 #if defined(__GNUC__) || defined(__clang__)
-    __atomic_store_n(&g_tile_columns, columns > 0 ? columns : 0, __ATOMIC_RELEASE);
+    __atomic_store_n(setting, value, __ATOMIC_RELEASE);
 #else
-    g_tile_columns = columns > 0 ? columns : 0;
+    *setting = value;
 #endif
 }
 
-static int64_t tile_forced(void)
+static int64_t forced(const int64_t *setting)
 {
 #if defined(__GNUC__) || defined(__clang__)
-    return __atomic_load_n(&g_tile_columns, __ATOMIC_ACQUIRE);
+    return __atomic_load_n(setting, __ATOMIC_ACQUIRE);
 #else
-    return g_tile_columns;
+    return *setting;
 #endif
+}
+
+void mpsnorm_lcn_tile_force(int64_t columns)
+{
+    set_forced(&g_tile_columns, columns > 0 ? columns : 0);
+}
+
+void mpsnorm_lcn_small_force(int enabled)
+{
+    set_forced(&g_small_planes, enabled != 0);
 }
 
 static void *aligned_block(void *block)
@@ -363,7 +375,7 @@ static int lcn_main(const mpsnorm_lcn_params *params, const mpsnorm_tensor *dy,
                      : job->power == MPSNORM_POWER_RECIPROCAL
                          ? 1.0f / (float)job->delta
                          : powf((float)job->delta, -(float)job->beta);
-    if (mpsnorm_lcn_small_fits(job)) { /* tiny planes: no streams, no scratch */
+    if (forced(&g_small_planes) && mpsnorm_lcn_small_fits(job)) { /* tiny planes: no streams, no scratch */
         const int64_t planes = job->n * job->c, pixels = job->h * job->w;
         const int64_t window = job->count < (double)pixels ? (int64_t)job->count : pixels;
         workers = mpsnorm_workers_for(planes, pixels * window * 4);
@@ -420,9 +432,9 @@ static int lcn_main(const mpsnorm_lcn_params *params, const mpsnorm_tensor *dy,
     if (!run.staged) { /* staged planes write their output over their X rows: one tile */
         const int64_t reach = mpsnorm_window_reach(job->left, job->w) +
                               mpsnorm_window_reach(job->right, job->w) + 1;
-        const int64_t forced = tile_forced();
-        if (forced > 0)
-            job->tile_columns = (forced + 15) / 16 * 16;
+        const int64_t tile = forced(&g_tile_columns);
+        if (tile > 0)
+            job->tile_columns = (tile + 15) / 16 * 16;
         else if (job->w > LCN_TILE_MIN_WIDTH && reach <= LCN_TILE_COLUMNS / 8)
             job->tile_columns = LCN_TILE_COLUMNS;
     }

@@ -14,7 +14,7 @@
 #include <math.h>
 #include <stdint.h>
 
-#include "half.h"
+#include "element.h"
 
 /* Window terms a small job may sum per plane (every pixel's clipped window). */
 #define LCN_SMALL_TERMS 512
@@ -25,31 +25,10 @@ static int64_t extent_in(int64_t before, int64_t after, int64_t n)
     return length < n ? length : n;
 }
 
-/* 0 when mpsnorm_lcn_small_force turned small planes off (tests) */
-static int g_small_enabled = 1;
-
-void mpsnorm_lcn_small_force(int enabled)
-{
-#if defined(__GNUC__) || defined(__clang__)
-    __atomic_store_n(&g_small_enabled, enabled != 0, __ATOMIC_RELEASE);
-#else
-    g_small_enabled = enabled != 0;
-#endif
-}
-
-static int small_enabled(void)
-{
-#if defined(__GNUC__) || defined(__clang__)
-    return __atomic_load_n(&g_small_enabled, __ATOMIC_ACQUIRE);
-#else
-    return g_small_enabled;
-#endif
-}
-
 int mpsnorm_lcn_small_fits(const mpsnorm_lcn_job *job)
 {
     const int64_t pixels = job->h * job->w;
-    if (!small_enabled() || job->h > MPSNORM_LCN_SMALL_PIXELS || job->w > MPSNORM_LCN_SMALL_PIXELS ||
+    if (job->h > MPSNORM_LCN_SMALL_PIXELS || job->w > MPSNORM_LCN_SMALL_PIXELS ||
         pixels > MPSNORM_LCN_SMALL_PIXELS)
         return 0;
     return pixels * extent_in(job->up, job->down, job->h) *
@@ -57,37 +36,9 @@ int mpsnorm_lcn_small_fits(const mpsnorm_lcn_job *job)
            LCN_SMALL_TERMS;
 }
 
-static double read_at(const mpsnorm_tensor *t, int64_t n, int64_t c, int64_t j, int64_t i)
+static int64_t offset_of(const mpsnorm_tensor *t, int64_t n, int64_t c, int64_t j, int64_t i)
 {
-    const int64_t k = n * t->strides[0] + c * t->strides[1] + j * t->strides[2] +
-                      i * t->strides[3];
-    switch (t->dtype) {
-    case MPSNORM_FLOAT64:
-        return ((const double *)t->data)[k];
-    case MPSNORM_FLOAT32:
-        return (double)((const float *)t->data)[k];
-    default:
-        return mpsnorm_half_to_double(((const uint16_t *)t->data)[k]);
-    }
-}
-
-/* Rounded once, to nearest even, from the double value. */
-static void write_at(const mpsnorm_tensor *t, int64_t n, int64_t c, int64_t j, int64_t i,
-                     double value)
-{
-    const int64_t k = n * t->strides[0] + c * t->strides[1] + j * t->strides[2] +
-                      i * t->strides[3];
-    switch (t->dtype) {
-    case MPSNORM_FLOAT64:
-        ((double *)t->data)[k] = value;
-        break;
-    case MPSNORM_FLOAT32:
-        ((float *)t->data)[k] = (float)value;
-        break;
-    default:
-        ((uint16_t *)t->data)[k] = mpsnorm_half_from_double(value);
-        break;
-    }
+    return n * t->strides[0] + c * t->strides[1] + j * t->strides[2] + i * t->strides[3];
 }
 
 /* [lo, hi] of a window [p - before, p + after] clipped to [0, n). */
@@ -120,8 +71,8 @@ static void small_plane(const mpsnorm_lcn_job *job, int64_t plane, double d_delt
 
     for (j = 0; j < h; ++j)
         for (i = 0; i < w; ++i) {
-            x[j * w + i] = read_at(job->x, n, c, j, i);
-            dy[j * w + i] = job->gradient ? read_at(job->dy, n, c, j, i) : 0.0;
+            x[j * w + i] = mpsnorm_element_read(job->x, offset_of(job->x, n, c, j, i));
+            dy[j * w + i] = job->gradient ? mpsnorm_element_read(job->dy, offset_of(job->dy, n, c, j, i)) : 0.0;
         }
     for (j = 0; j < h; ++j)
         for (i = 0; i < w; ++i) {
@@ -147,7 +98,8 @@ static void small_plane(const mpsnorm_lcn_job *job, int64_t plane, double d_delt
             d = job->alpha == 0.0 ? d_delta : power(job, t);
             centred = x[q] - job->p0 * m;
             if (!job->gradient) {
-                write_at(job->out, n, c, j, i, job->pm + job->ps * centred * d);
+                mpsnorm_element_write(job->out, offset_of(job->out, n, c, j, i),
+                                      job->pm + job->ps * centred * d);
                 continue;
             }
             mean[q] = m;
@@ -173,7 +125,7 @@ static void small_plane(const mpsnorm_lcn_job *job, int64_t plane, double d_delt
                         sum_u += u[a * w + b] * (x[q] - mean[a * w + b]);
                 dx -= 2.0 * job->alpha * job->beta * inv_count * sum_u;
             }
-            write_at(job->out, n, c, j, i, job->ps * dx);
+            mpsnorm_element_write(job->out, offset_of(job->out, n, c, j, i), job->ps * dx);
         }
 }
 

@@ -29,7 +29,6 @@
 #include "backend.h"
 #include "kernels.h"
 #include "half.h"
-#include "lcn_small.h"
 #include "threads.h"
 
 /* ------------------------------------------------------------------------ */
