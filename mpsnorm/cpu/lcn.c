@@ -375,7 +375,8 @@ static int lcn_main(const mpsnorm_lcn_params *params, const mpsnorm_tensor *dy,
                      : job->power == MPSNORM_POWER_RECIPROCAL
                          ? 1.0f / (float)job->delta
                          : powf((float)job->delta, -(float)job->beta);
-    if (forced(&g_small_planes) && mpsnorm_lcn_small_fits(job)) { /* tiny planes: no streams, no scratch */
+    /* tiny planes: no streams, no scratch */
+    if (forced(&g_small_planes) && mpsnorm_lcn_small_fits(job)) {
         const int64_t planes = job->n * job->c, pixels = job->h * job->w;
         const int64_t window = job->count < (double)pixels ? (int64_t)job->count : pixels;
         workers = mpsnorm_workers_for(planes, pixels * window * 4);

@@ -72,7 +72,9 @@ static void small_plane(const mpsnorm_lcn_job *job, int64_t plane, double d_delt
     for (j = 0; j < h; ++j)
         for (i = 0; i < w; ++i) {
             x[j * w + i] = mpsnorm_element_read(job->x, offset_of(job->x, n, c, j, i));
-            dy[j * w + i] = job->gradient ? mpsnorm_element_read(job->dy, offset_of(job->dy, n, c, j, i)) : 0.0;
+            dy[j * w + i] = job->gradient
+                                ? mpsnorm_element_read(job->dy, offset_of(job->dy, n, c, j, i))
+                                : 0.0;
         }
     for (j = 0; j < h; ++j)
         for (i = 0; i < w; ++i) {
