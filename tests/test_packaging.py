@@ -87,6 +87,14 @@ def test_pyproject_build_system_metadata_and_extras():
     assert any(r.startswith("torch") for r in extras["torch"])
     assert any(r.startswith("mlx") for r in extras["mlx"])
     assert "pytest" in extras["test"] and "pytest-benchmark" in extras["bench"]
+    # the packaging tests build without isolation, with the test extra's tools: at least
+    # the versions the build system asks for (setuptools 77 reads the license string)
+    for tool in ("setuptools", "cython"):
+        needed = [r.lower() for r in requires if r.lower().startswith(tool + ">=")]
+        installed = [r.lower() for r in extras["test"] if r.lower().startswith(tool + ">=")]
+        assert needed and installed, (tool, requires, extras["test"])
+        assert (tuple(int(p) for p in installed[0].split(">=")[1].split(".")) >=
+                tuple(int(p) for p in needed[0].split(">=")[1].split("."))), (needed, installed)
     data = project["tool"]["setuptools"]["package-data"]["mpsnorm"]
     for pattern in ("include/*.h", "*.pxd", "*.pyi", "py.typed", "mpsnorm.pc"):
         assert pattern in data, pattern
