@@ -1,7 +1,8 @@
 /*
- * element.h -- one element of a tensor as a double, and a double rounded
- * once (to nearest even) into one: for the loops that go element by element
- * (instance norm's small reductions, LCN's tiny planes).
+ * element.h -- where an element of a tensor is, one element as a double, and
+ * a double rounded once (to nearest even) into one: for the loops that go
+ * element by element (instance norm's small reductions, LCN's tiny planes)
+ * and the kernels' row offsets (kern_io.h).
  */
 #ifndef MPSNORM_CPU_ELEMENT_H
 #define MPSNORM_CPU_ELEMENT_H
@@ -10,6 +11,13 @@
 
 #include "half.h"
 #include "mpsnorm.h"
+
+/* Element offset of (n, c, j, i) in t. */
+static inline int64_t mpsnorm_element_offset(const mpsnorm_tensor *t, int64_t n, int64_t c,
+                                             int64_t j, int64_t i)
+{
+    return n * t->strides[0] + c * t->strides[1] + j * t->strides[2] + i * t->strides[3];
+}
 
 /* The element at `offset` of t, widened exactly to double. */
 static inline double mpsnorm_element_read(const mpsnorm_tensor *t, int64_t offset)

@@ -75,7 +75,7 @@ static double plane_shift(const mpsnorm_tensor *x, int64_t plane, int64_t channe
     double s = 0.0;
     count = x->shape[3] < INSTANCE_NORM_SHIFT_VALUES ? x->shape[3] : INSTANCE_NORM_SHIFT_VALUES;
     for (i = 0; i < count; ++i)
-        s += mpsnorm_element_read(x, n * x->strides[0] + c * x->strides[1] + i * x->strides[3]);
+        s += mpsnorm_element_read(x, mpsnorm_element_offset(x, n, c, 0, i));
     return s / (double)count;
 }
 

@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "element.h"
 #include "kernels.h"
 #include "simd.h"
 
@@ -145,11 +146,11 @@ static inline int64_t io_item_bytes(int dtype)
     return dtype == MPSNORM_FLOAT64 ? 8 : dtype == MPSNORM_FLOAT32 ? 4 : 2;
 }
 
-/* Element offset of (n, c, j, i). */
+/* Element offset of (n, c, j, i) (element.h). */
 static inline int64_t io_offset(const mpsnorm_tensor *t, int64_t n, int64_t c, int64_t j,
                                 int64_t i)
 {
-    return n * t->strides[0] + c * t->strides[1] + j * t->strides[2] + i * t->strides[3];
+    return mpsnorm_element_offset(t, n, c, j, i);
 }
 
 /*

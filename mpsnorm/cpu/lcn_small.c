@@ -36,11 +36,6 @@ int mpsnorm_lcn_small_fits(const mpsnorm_lcn_job *job)
            LCN_SMALL_TERMS;
 }
 
-static int64_t offset_of(const mpsnorm_tensor *t, int64_t n, int64_t c, int64_t j, int64_t i)
-{
-    return n * t->strides[0] + c * t->strides[1] + j * t->strides[2] + i * t->strides[3];
-}
-
 /* [lo, hi] of a window [p - before, p + after] clipped to [0, n). */
 static void clip(int64_t p, int64_t before, int64_t after, int64_t n, int64_t *lo, int64_t *hi)
 {
@@ -71,10 +66,11 @@ static void small_plane(const mpsnorm_lcn_job *job, int64_t plane, double d_delt
 
     for (j = 0; j < h; ++j)
         for (i = 0; i < w; ++i) {
-            x[j * w + i] = mpsnorm_element_read(job->x, offset_of(job->x, n, c, j, i));
-            dy[j * w + i] = job->gradient
-                                ? mpsnorm_element_read(job->dy, offset_of(job->dy, n, c, j, i))
-                                : 0.0;
+            const mpsnorm_tensor *tx = job->x, *tdy = job->dy;
+            x[j * w + i] = mpsnorm_element_read(tx, mpsnorm_element_offset(tx, n, c, j, i));
+            dy[j * w + i] =
+                job->gradient ? mpsnorm_element_read(tdy, mpsnorm_element_offset(tdy, n, c, j, i))
+                              : 0.0;
         }
     for (j = 0; j < h; ++j)
         for (i = 0; i < w; ++i) {
@@ -100,7 +96,7 @@ static void small_plane(const mpsnorm_lcn_job *job, int64_t plane, double d_delt
             d = job->alpha == 0.0 ? d_delta : power(job, t);
             centred = x[q] - job->p0 * m;
             if (!job->gradient) {
-                mpsnorm_element_write(job->out, offset_of(job->out, n, c, j, i),
+                mpsnorm_element_write(job->out, mpsnorm_element_offset(job->out, n, c, j, i),
                                       job->pm + job->ps * centred * d);
                 continue;
             }
@@ -127,7 +123,8 @@ static void small_plane(const mpsnorm_lcn_job *job, int64_t plane, double d_delt
                         sum_u += u[a * w + b] * (x[q] - mean[a * w + b]);
                 dx -= 2.0 * job->alpha * job->beta * inv_count * sum_u;
             }
-            mpsnorm_element_write(job->out, offset_of(job->out, n, c, j, i), job->ps * dx);
+            mpsnorm_element_write(job->out, mpsnorm_element_offset(job->out, n, c, j, i),
+                                  job->ps * dx);
         }
 }
 
